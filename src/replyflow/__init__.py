@@ -1,0 +1,1 @@
+"""replyflow: Instagram Comment → DM automation through Meta's official Graph API."""

@@ -1,0 +1,1 @@
+"""Connected Instagram accounts: Pages, tokens (encrypted at rest) and their health."""

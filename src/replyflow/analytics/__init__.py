@@ -1,0 +1,1 @@
+"""Counts and funnels computed from runs and threads."""

@@ -1,0 +1,1 @@
+"""The Comment → DM engine: rules, matching, runs, quotas and the queue."""

@@ -1,0 +1,22 @@
+"""Imports every domain's models so that ``Base.metadata`` (and Alembic) sees the whole schema."""
+
+from __future__ import annotations
+
+import importlib
+
+from replyflow.db import Base
+
+DOMAINS = ("workspaces", "accounts", "webhooks", "automation", "conversations", "analytics", "web")
+
+
+def load_all() -> type[Base]:
+    for domain in DOMAINS:
+        try:
+            importlib.import_module(f"replyflow.{domain}.models")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"replyflow.{domain}.models":
+                raise
+    return Base
+
+
+load_all()

@@ -1,0 +1,66 @@
+"""The process-wide objects built from configuration: engine, sessions, queue, graph access, cipher.
+
+One ``Runtime`` per process (the web app keeps it on ``app.state.runtime``; a worker builds its own). Services
+receive what they need from it explicitly; nothing reads globals behind their back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from replyflow.config import Settings
+from replyflow.db import make_engine, make_session_factory, session_scope
+
+if TYPE_CHECKING:
+    from replyflow.queue import Queue
+
+_current: Runtime | None = None
+_current_lock = threading.Lock()
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or make_engine(settings.database_url)
+        self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
+        self._closers: list[Any] = []
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with session_scope(self.session_factory) as session:
+            yield session
+
+    @cached_property
+    def queue(self) -> Queue:
+        from replyflow.queue import build_queue
+
+        return build_queue(self.settings)
+
+    def on_close(self, closer: Any) -> None:
+        self._closers.append(closer)
+
+    def close(self) -> None:
+        for closer in reversed(self._closers):
+            closer()
+        self._closers.clear()
+        self.engine.dispose()
+
+
+def set_current(runtime: Runtime | None) -> None:
+    """Huey jobs are plain functions; they find the runtime of the process they run in here."""
+    global _current
+    with _current_lock:
+        _current = runtime
+
+
+def current() -> Runtime:
+    if _current is None:
+        raise RuntimeError("no replyflow runtime in this process")
+    return _current

@@ -1,0 +1,1 @@
+"""Meta webhook ingestion: verification, the durable inbox, typed events and catch-up."""

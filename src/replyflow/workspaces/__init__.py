@@ -1,0 +1,1 @@
+"""Tenants, their dashboard users and API keys."""
