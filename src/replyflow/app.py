@@ -107,6 +107,8 @@ def create_app(
         from replyflow.worker import EmbeddedWorker
 
         rt: Runtime = app.state.runtime
+        # A wrong REPLYFLOW_SECRET_KEY stops start-up here, not at the first token use.
+        importlib.import_module("replyflow.accounts.crypto").verify_keys(rt)
         set_current(rt)
         worker = EmbeddedWorker(rt) if run_worker else None
         if worker is not None:
@@ -116,6 +118,8 @@ def create_app(
         finally:
             if worker is not None:
                 worker.stop()
+            for hook in reversed(app.state.shutdown_hooks):
+                await hook()
             if runtime is None:  # we built it, we close it
                 rt.close()
 
@@ -128,6 +132,7 @@ def create_app(
     app.state.settings = settings
     app.state.runtime = runtime or Runtime(settings)
     app.state.session_factory = app.state.runtime.session_factory
+    app.state.shutdown_hooks = []  # async callables run after the worker stops
 
     app.add_exception_handler(ReplyflowError, _replyflow_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

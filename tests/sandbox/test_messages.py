@@ -163,7 +163,7 @@ async def test_messages_need_a_page_token_and_permissions(
     )
     token = state.page_token(user_token=user, page_id=demo.page_id)
     no_messaging = await graph.post(f"{demo.page_id}/messages", token=token, json=private_reply(comment.id))
-    assert no_messaging.json()["error"]["code"] == 230
+    assert no_messaging.json()["error"]["code"] == 10, "neither instagram_manage_messages nor pages_messaging"
     no_engagement = state.issue_user_token(demo.user_id, scopes=["pages_messaging", "instagram_basic",
                                                                  "instagram_manage_comments"])  # fmt: skip
     token = state.page_token(user_token=no_engagement, page_id=demo.page_id)

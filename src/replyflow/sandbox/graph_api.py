@@ -415,7 +415,11 @@ def _post_page_messages(call: GraphCall, page: Page) -> dict[str, Any]:
     sender_action = call.param("sender_action")
     if not isinstance(recipient, dict) or not (recipient.get("comment_id") or recipient.get("id")):
         raise invalid_parameter("param recipient must be non-empty.")
-    _require_scopes(principal, "pages_messaging")
+    # Meta's pages disagree on the messaging scope for Instagram through a Page (pages_messaging in the
+    # Messenger-for-Instagram docs, instagram_manage_messages in the Instagram messaging docs); replyflow asks
+    # for instagram_manage_messages, so either is accepted here rather than inventing a stricter rule.
+    if "instagram_manage_messages" not in principal.scopes and "pages_messaging" not in principal.scopes:
+        raise missing_permission("instagram_manage_messages")
     _require_task(tasks, "MESSAGING")
     state = call.state
     account_id = page.ig_account_id
