@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "replyflow.webhooks.cli",
     "replyflow.automation.cli",
     "replyflow.sandbox.cli",
+    "replyflow.web.cli",
 )
 
 
@@ -66,8 +67,15 @@ def main() -> None:
 def serve(host: str, port: int, no_worker: bool) -> None:
     """Run the web server (and, by default, the worker in the same process)."""
     settings = load_settings_or_exit()
+    from replyflow.runtime import Runtime
     from replyflow.server import serve as run_server
 
+    # The app checks the key at start-up too; checking here first turns a wrong key into one clear line.
+    check_runtime = Runtime(settings)
+    try:
+        _verify_keys_or_exit(check_runtime)
+    finally:
+        check_runtime.close()
     run_server(settings, host=host, port=port, run_worker=not no_worker)
 
 
@@ -83,6 +91,7 @@ def worker(concurrency: int | None) -> None:
     if settings.is_sqlite:
         run_migrations(settings.database_url)
     runtime = Runtime(settings)
+    _verify_keys_or_exit(runtime)
     try:
         run_forever(runtime, concurrency=concurrency or settings.worker_concurrency)
     finally:
@@ -230,7 +239,20 @@ def _runtime() -> Any:
         if settings.is_sqlite:
             run_migrations(settings.database_url)
         _RUNTIME = Runtime(settings)
+        _verify_keys_or_exit(_RUNTIME)
     return _RUNTIME
+
+
+def _verify_keys_or_exit(runtime: Any) -> None:
+    """A wrong REPLYFLOW_SECRET_KEY is a clear start-up error, not a crash at the first token used."""
+    from replyflow.accounts.crypto import verify_keys
+
+    try:
+        verify_keys(runtime)
+    except ConfigurationError as exc:
+        click.echo(f"replyflow: configuration error: {exc.message}", err=True)
+        click.echo(f"  hint: {exc.hint}", err=True)
+        sys.exit(1)
 
 
 def _register_domain_commands() -> None:

@@ -1,4 +1,5 @@
-"""A connected Instagram professional account, reached through its Facebook Page and the Page's token."""
+"""Connected Instagram accounts (reached through their Facebook Page and its token) and the short-lived records of
+connecting one: token conversions, OAuth states and the encryption key canary."""
 
 from __future__ import annotations
 
@@ -52,9 +53,72 @@ class Account(Base):
     last_webhook_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     health: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
+    # Set by "disconnect": the row (and the rules and history hanging off it) stays, so connecting the same
+    # Page again brings everything back; a disconnected account is hidden and never automated.
+    disconnected_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     @property
     def automation_paused(self) -> bool:
-        return self.reauthorization_required or self.token_status == TokenStatus.INVALID
+        return (
+            self.reauthorization_required
+            or self.token_status == TokenStatus.INVALID
+            or self.disconnected_at is not None
+            or self.token_ciphertext is None
+        )
+
+
+class TokenConversion(Base):
+    """The Pages found for a User token, kept for a few minutes while someone picks which to connect.
+
+    The Page tokens travel only as one encrypted JSON map (``page_id -> token``); the rest is what the API may
+    show. Bound to one workspace; expired rows are useless and purged by the token-health job.
+    """
+
+    __tablename__ = "token_conversions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("conv"))
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(16), default="token")  # token | oauth | cli
+    token_type: Mapped[str] = mapped_column(String(16))
+    meta_user_id: Mapped[str | None] = mapped_column(String(64))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    missing_permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    token_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    long_lived: Mapped[bool] = mapped_column(Boolean, default=False)
+    pages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
+    page_tokens_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class OAuthState(Base):
+    """One "Connect with Facebook" attempt: the ``state`` is random, single-use, expiring, and stored hashed.
+
+    ``browser_hash`` binds it to a cookie in the browser that started it, so a callback URL planted in
+    someone else's browser (login CSRF) is refused.
+    """
+
+    __tablename__ = "oauth_states"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("oas"))
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class KeyCheck(Base):
+    """A known value encrypted with the token key, so start-up can tell a wrong REPLYFLOW_SECRET_KEY at once."""
+
+    __tablename__ = "key_checks"
+
+    purpose: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
