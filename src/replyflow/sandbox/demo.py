@@ -1,0 +1,192 @@
+"""``replyflow demo``: a demo workspace with a connected sandbox account, its posts and one rule — idempotently.
+
+It goes through the product's real paths: a User token from the emulator (as Graph API Explorer would give it),
+the token conversion and save services, and the rule service. When a server is already running on
+``public_url`` the emulator inside it is used over HTTP (so both see the same world); otherwise the emulator is
+opened in-process from the world file that ``replyflow serve`` loads at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from replyflow.accounts import repository as accounts_repository
+from replyflow.accounts import service as accounts_service
+from replyflow.accounts.crypto import cipher_for
+from replyflow.accounts.models import Account
+from replyflow.automation import service as rules_service
+from replyflow.automation.models import Rule
+from replyflow.automation.schemas import RuleCreate
+from replyflow.config import Settings
+from replyflow.errors import ConfigurationError, UpstreamError
+from replyflow.graph.client import GraphClient
+from replyflow.runtime import Runtime
+from replyflow.workspaces import service as workspaces
+from replyflow.workspaces import users
+from replyflow.workspaces.models import Workspace
+
+DEMO_WORKSPACE = "Demo workspace"
+DEMO_RULE_NAME = "Send the link to people who ask"
+
+
+@dataclass(frozen=True)
+class DemoSeed:
+    workspace_id: str
+    api_key: str
+    account_id: str
+    media_ids: list[str]
+    rule_id: str
+    email: str
+    password: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "workspace_id": self.workspace_id,
+            "api_key": self.api_key,
+            "account_id": self.account_id,
+            "media_ids": self.media_ids,
+            "rule_id": self.rule_id,
+        }
+
+
+def demo_rule(account_id: str, media_id: str) -> RuleCreate:
+    return RuleCreate.model_validate(
+        {
+            "account_id": account_id,
+            "name": DEMO_RULE_NAME,
+            "enabled": True,
+            "posts": {"mode": "specific", "media_ids": [media_id]},
+            "keywords": ["link", "price"],
+            "match": "contains_any",
+            "exclude_keywords": [],
+            "public_reply": {"texts": ["Sent you a DM, @{username}!", "Check your inbox 📬"]},
+            "private_reply": {
+                "text": "Hi {first_name}! Here is the link to our new roast ☕",
+                "buttons": [{"title": "Open the shop", "url": "https://example.com/shop/new-roast"}],
+            },
+            "once_per_user": True,
+        }
+    )
+
+
+def _local_transport(settings: Settings) -> httpx.AsyncBaseTransport:
+    """The emulator in this process, mounted where ``settings.graph_base_url`` expects it."""
+    from replyflow.sandbox.app import create_sandbox_app
+    from replyflow.sandbox.wiring import MOUNT_PATH, open_state
+
+    return httpx.ASGITransport(app=Starlette(routes=[Mount(MOUNT_PATH, create_sandbox_app(open_state(settings)))]))
+
+
+def _server_transport(settings: Settings) -> httpx.AsyncBaseTransport | None:
+    """None (plain HTTP) when our server already runs and hosts the emulator; else the in-process one."""
+    try:
+        resp = httpx.get(f"{settings.public_url}/sandbox/control/state", timeout=1.5)
+        if resp.status_code == 200 and resp.json().get("app", {}).get("id") == settings.app_id:
+            return None
+    except (httpx.HTTPError, ValueError):
+        pass
+    return _local_transport(settings)
+
+
+async def _sandbox_user_token(graph_root: str, transport: httpx.AsyncBaseTransport | None) -> str:
+    """A User token for the demo creator, as Graph API Explorer would hand one out."""
+    async with httpx.AsyncClient(transport=transport, timeout=10) as client:
+        resp = await client.post(f"{graph_root}/control/tokens", json={})
+        resp.raise_for_status()
+        return str(resp.json()["access_token"])
+
+
+async def seed_demo(runtime: Runtime, *, transport: httpx.AsyncBaseTransport | None = None) -> DemoSeed:
+    settings = runtime.settings
+    if not settings.is_sandbox:
+        raise ConfigurationError(
+            "replyflow demo only runs in sandbox mode.",
+            hint="Unset REPLYFLOW_META_APP_SECRET (or set REPLYFLOW_SANDBOX=1) to try the demo.",
+        )
+    sandbox_root = settings.graph_base_url.removesuffix("/graph")
+    cipher = cipher_for(settings)
+    graph = GraphClient.from_settings(settings, transport=transport)
+    try:
+        with runtime.session() as session:
+            workspace = session.scalar(select(Workspace).where(Workspace.name == DEMO_WORKSPACE))
+            if workspace is None:
+                workspace, issued = workspaces.create_workspace(session=session, name=DEMO_WORKSPACE)
+            else:
+                issued = workspaces.issue_key(session=session, workspace=workspace, label="demo")
+            # A fresh password each run, printed by the caller, like the API key.
+            demo_user = users.ensure_demo_user(session=session, workspace=workspace, reset_password=True)
+            password = demo_user.password or ""
+            workspace_id, api_key = workspace.id, issued.secret
+
+        with runtime.session() as session:
+            account = next(iter(accounts_repository.list_accounts(session=session, workspace_id=workspace_id)), None)
+        if account is None or account.automation_paused:
+            user_token = await _sandbox_user_token(sandbox_root, transport)
+            with runtime.session() as session:
+                _, saved = await accounts_service.connect_with_user_token(
+                    session=session,
+                    graph=graph,
+                    cipher=cipher,
+                    settings=settings,
+                    workspace_id=workspace_id,
+                    user_access_token=user_token,
+                    source="cli",
+                )
+                if not saved:
+                    raise UpstreamError("The sandbox had no ready Page to connect.")
+                account_id = saved[0].account.id
+        else:
+            account_id = account.id
+
+        with runtime.session() as session:
+            account = session.get(Account, account_id)
+            assert account is not None
+            token = accounts_service.account_token(account=account, cipher=cipher)
+            ig_id = account.instagram_id
+        media = await graph.list_media(ig_id=ig_id, token=token, limit=25)
+        media_ids = [m.id for m in media.items]
+        if not media_ids:
+            raise UpstreamError("The sandbox account has no posts.")
+
+        with runtime.session() as session:
+            rule = session.scalar(
+                select(Rule).where(
+                    Rule.account_id == account_id, Rule.name == DEMO_RULE_NAME, Rule.deleted_at.is_(None)
+                )
+            )
+            if rule is None:
+
+                async def all_known(_account: Account, _ids: Any) -> set[str]:
+                    return set()  # the ids come straight from the account's media list above
+
+                rule = await rules_service.create_rule(
+                    session=session,
+                    workspace_id=workspace_id,
+                    body=demo_rule(account_id, media_ids[0]),
+                    check_media=all_known,
+                    end_read=lambda: None,
+                )
+            rule_id = rule.id
+    finally:
+        await graph.aclose()
+    return DemoSeed(
+        workspace_id=workspace_id,
+        api_key=api_key,
+        account_id=account_id,
+        media_ids=media_ids,
+        rule_id=rule_id,
+        email=users.DEMO_EMAIL,
+        password=password,
+    )
+
+
+def seed_demo_sync(runtime: Runtime) -> DemoSeed:
+    import asyncio
+
+    return asyncio.run(seed_demo(runtime, transport=_server_transport(runtime.settings)))
