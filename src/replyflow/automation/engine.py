@@ -1,0 +1,1005 @@
+"""The run engine: a persisted state machine that replies publicly, then sends the one Private Reply, exactly once.
+
+A worker *claims* a run with a lease (one atomic UPDATE, on SQLite and PostgreSQL alike), then moves it forward
+step by step. Every side effect is written down before it is attempted (``attempting``) and after (``sent``,
+``unknown`` …), in the same row, and every write checks the lease is still ours. If the process dies, the
+lease runs out, the sweeper hands the run to another worker, and that worker finds ``attempting``: an outcome it
+must *reconcile*, never repeat blindly —
+
+* public reply: list the comment's replies and look for ours (our Instagram account, the same text);
+* private reply: re-attempt; Meta allows one per comment, so 100/2534025 on the re-attempt means "already sent".
+
+Meta's limits: the account's private-reply budget (``QuotaGate``) is asked before every DM, and a run over budget
+is parked as ``waiting_quota`` until the moment its turn comes; 4/17/32/613 answers and usage headers above
+~80% slow the account down; transient errors back off exponentially with jitter, a bounded number of times.
+``TokenInvalid`` marks the account and pauses its runs until it is re-authorised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import random
+import socket
+import threading
+import uuid
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import structlog
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from replyflow.accounts.health import mark_token_invalid
+from replyflow.accounts.models import Account
+from replyflow.automation import clock as automation_clock
+from replyflow.automation import repository as repo
+from replyflow.automation.graph_calls import AccountGraph, NoToken
+from replyflow.automation.intake import (
+    decide_run,
+    enqueue_run,
+    pause,
+    pause_account_runs,
+)
+from replyflow.automation.matching import PostsMode
+from replyflow.automation.models import (
+    ACTIVE_STATUSES,
+    AccountAutomationState,
+    Rule,
+    Run,
+    RunFailure,
+    RunStatus,
+    SendState,
+)
+from replyflow.automation.private_reply import build_message
+from replyflow.automation.quota import QuotaGate, build_quota_gate
+from replyflow.automation.reasons import SkipReason
+from replyflow.automation.schemas import RuleSpec
+from replyflow.automation.sql import insert_ignore
+from replyflow.automation.templates import template_variables
+from replyflow.automation.window import private_reply_deadline
+from replyflow.errors import ReplyflowError
+from replyflow.graph.client import GraphClient
+from replyflow.graph.errors import (
+    CommentFinal,
+    CommentFinalReason,
+    GraphError,
+    InvalidRequest,
+    OutcomeUnknown,
+    PermissionDenied,
+    RateLimited,
+    TokenInvalid,
+    TransientError,
+)
+from replyflow.graph.types import Comment, Media, Paginated, SendResult
+from replyflow.graph.usage import Usage
+from replyflow.logging import get_logger
+from replyflow.runtime import Runtime
+
+log = get_logger("replyflow.automation.engine")
+
+UNCERTAIN = frozenset({SendState.ATTEMPTING.value, SendState.UNKNOWN.value})
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Tunables; the defaults suit Meta. Tests shorten the lease and the back-off."""
+
+    lease_seconds: float = 120.0
+    max_attempts: int = 10
+    backoff_base_seconds: float = 5.0
+    backoff_max_seconds: float = 1800.0
+    # At most this many runs of one account are worked on at once, so a viral post cannot take every worker.
+    account_max_in_flight: int = 2
+    busy_account_retry_seconds: float = 2.0
+    # Above this share of any Meta limit (usage headers), the account's calls are spaced out.
+    slowdown_percent: float = 80.0
+    # Transitions one claim may make before handing the run back to the queue (a safety net against loops).
+    max_steps_per_claim: int = 16
+    # Sweeper: a run due this long without being picked up is enqueued again.
+    sweep_grace_seconds: float = 30.0
+    sweep_batch: int = 1000
+
+
+class Outcome(StrEnum):
+    """What one ``process_run`` call did, for logs and tests."""
+
+    NOT_CLAIMED = "not_claimed"
+    BUSY_ACCOUNT = "busy_account"
+    FINISHED = "finished"
+    SCHEDULED = "scheduled"
+    WAITING_QUOTA = "waiting_quota"
+    PAUSED = "paused"
+    LEASE_LOST = "lease_lost"
+    ERROR = "error"
+
+
+class LeaseLost(Exception):
+    """Another worker took the run over (our lease ran out); stop touching it."""
+
+
+class _Stop(Exception):
+    """A stage handed the run back (scheduled, finished, paused); ``outcome`` says how."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+
+@dataclass
+class _Lease:
+    run_id: str
+    owner: str
+
+
+@dataclass
+class _Snapshot:
+    """The run, its account and its rule as read at the top of a step (detached copies)."""
+
+    run: Run
+    account: Account
+    rule: Rule | None
+    spec: RuleSpec | None
+
+
+class Engine:
+    """Processes runs. One per process (``engine_for``); safe to call from many worker threads at once."""
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        graph: AccountGraph,
+        gate: QuotaGate,
+        options: EngineOptions | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+        rng: random.Random | None = None,
+        enqueue: Callable[[str, float | None], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.graph = graph
+        self.gate = gate
+        self.options = options or EngineOptions(lease_seconds=float(runtime.settings.run_lease_seconds))
+        self._clock = clock
+        self.rng = rng or random.SystemRandom()
+        self._enqueue = enqueue or (lambda run_id, delay: enqueue_run(runtime=runtime, run_id=run_id, delay=delay))
+        self.worker_name = f"{socket.gethostname()[:32]}:{os.getpid()}"
+
+    def now(self) -> dt.datetime:
+        return self._clock() if self._clock is not None else automation_clock.now()
+
+    @property
+    def lease(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.options.lease_seconds)
+
+    # -- entry points ------------------------------------------------------------------------------------
+
+    def process_run(self, run_id: str) -> Outcome:
+        """Claim the run and move it as far as it can go now. Safe to call any number of times, concurrently."""
+        lease = _Lease(run_id=run_id, owner=f"{self.worker_name}:{uuid.uuid4().hex[:10]}")
+        now = self.now()
+        if not self._claim(lease, now):
+            return self._not_claimed(run_id, now)
+        with self.runtime.session() as session:
+            ids = session.execute(select(Run.comment_id, Run.account_id).where(Run.id == run_id)).first()
+        if ids is None:
+            return Outcome.NOT_CLAIMED
+        # Every log line of this claim (ours and the Graph client's) names the run and the comment.
+        with structlog.contextvars.bound_contextvars(run_id=run_id, comment_id=ids[0], account_id=ids[1]):
+            return self._drive(lease)
+
+    def _drive(self, lease: _Lease) -> Outcome:
+        run_id = lease.run_id
+        try:
+            for _ in range(self.options.max_steps_per_claim):
+                self._step(lease)
+            self._hand_back(lease, delay=0.0)
+            return Outcome.SCHEDULED
+        except _Stop as stop:
+            return stop.outcome
+        except LeaseLost:
+            log.warning("run_lease_lost", run_id=run_id)
+            return Outcome.LEASE_LOST
+        except Exception as exc:
+            log.error("run_step_crashed", run_id=run_id, error=exc, exc_info=exc)
+            try:
+                self._retry(lease, reason="internal_error", detail=f"{type(exc).__name__} while processing.")
+            except Exception as inner:  # the database itself is gone: the lease expires and the sweeper retries
+                log.error("run_retry_failed", run_id=run_id, error=inner)
+            return Outcome.ERROR
+
+    def sweep(self) -> int:
+        """Enqueue runs that are due but unattended (lost job, killed worker); resume runs of repaired accounts."""
+        from replyflow.automation.intake import resume_paused_runs
+
+        now = self.now()
+        grace = now - dt.timedelta(seconds=self.options.sweep_grace_seconds)
+        active = [s.value for s in ACTIVE_STATUSES]
+        with self.runtime.session() as session:
+            due = session.scalars(
+                select(Run.id)
+                .where(
+                    Run.status.in_(active),
+                    or_(
+                        (Run.lease_owner.is_not(None)) & (Run.lease_expires_at <= now),
+                        (Run.lease_owner.is_(None))
+                        & (or_(Run.next_attempt_at.is_(None), Run.next_attempt_at <= grace)),
+                    ),
+                )
+                .order_by(Run.next_attempt_at)
+                .limit(self.options.sweep_batch)
+            ).all()
+            paused_accounts = session.scalars(
+                select(Run.account_id).where(Run.status == RunStatus.PAUSED.value).distinct()
+            ).all()
+        for run_id in due:
+            self._enqueue(run_id, None)
+        resumed = 0
+        for account_id in paused_accounts:
+            with self.runtime.session() as session:
+                resumed += resume_paused_runs(session=session, account_id=account_id, runtime=self.runtime)
+        if due or resumed:
+            log.info("runs_swept", enqueued=len(due), resumed=resumed)
+        return len(due) + resumed
+
+    # -- claiming ----------------------------------------------------------------------------------------
+
+    def _claim(self, lease: _Lease, now: dt.datetime) -> bool:
+        other = aliased(Run)
+        in_flight = (
+            select(func.count())
+            .select_from(other)
+            .where(other.account_id == Run.account_id, other.lease_expires_at > now, other.id != Run.id)
+            .scalar_subquery()
+        )
+        statement = (
+            update(Run)
+            .where(
+                Run.id == lease.run_id,
+                Run.status.in_([s.value for s in ACTIVE_STATUSES]),
+                or_(Run.lease_expires_at.is_(None), Run.lease_expires_at <= now),
+                or_(Run.next_attempt_at.is_(None), Run.next_attempt_at <= now + dt.timedelta(seconds=1)),
+                in_flight < self.options.account_max_in_flight,
+            )
+            .values(lease_owner=lease.owner, lease_expires_at=now + self.lease, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        with self.runtime.session() as session:
+            result = session.execute(statement)
+            return bool(getattr(result, "rowcount", 0))
+
+    def _not_claimed(self, run_id: str, now: dt.datetime) -> Outcome:
+        with self.runtime.session() as session:
+            run = session.get(Run, run_id)
+            if run is None or run.status not in ACTIVE_STATUSES:
+                return Outcome.NOT_CLAIMED
+            leased = run.lease_expires_at is not None and run.lease_expires_at > now
+            due = run.next_attempt_at is None or run.next_attempt_at <= now + dt.timedelta(seconds=1)
+        if not leased and due:
+            # Only the per-account limit can refuse a free, due run: come back shortly, others go first.
+            delay = self.options.busy_account_retry_seconds * self.rng.uniform(0.5, 1.5)
+            self._enqueue(run_id, delay)
+            return Outcome.BUSY_ACCOUNT
+        return Outcome.NOT_CLAIMED
+
+    # -- writing under the lease -------------------------------------------------------------------------
+
+    def _write(
+        self,
+        lease: _Lease,
+        *,
+        changes: dict[str, Any] | None = None,
+        step: str | None = None,
+        reason: str | None = None,
+        detail: str | None = None,
+        data: dict[str, Any] | None = None,
+        release: bool = False,
+        apply: Callable[[Session, Run, Account], None] | None = None,
+    ) -> None:
+        """One transaction on the run, only while we still hold it; extends the lease unless ``release``."""
+        now = self.now()
+        with self.runtime.session() as session:
+            run = session.scalar(select(Run).where(Run.id == lease.run_id).with_for_update())
+            if run is None or run.lease_owner != lease.owner:
+                raise LeaseLost(lease.run_id)
+            for key, value in (changes or {}).items():
+                setattr(run, key, value)
+            run.updated_at = now
+            if apply is not None:
+                account = session.get(Account, run.account_id)
+                assert account is not None
+                apply(session, run, account)
+            if step is not None:
+                repo.add_step(
+                    session=session,
+                    run=run,
+                    step=step,
+                    at=now,
+                    reason=reason,
+                    detail=detail,
+                    rule_id=run.rule_id,
+                    data=data,
+                )
+            if release or run.status not in ACTIVE_STATUSES:
+                run.lease_owner = None
+                run.lease_expires_at = None
+            else:
+                run.lease_expires_at = now + self.lease
+
+    def _read(self, lease: _Lease) -> _Snapshot:
+        with self.runtime.session() as session:
+            run = session.get(Run, lease.run_id)
+            if run is None or run.lease_owner != lease.owner:
+                raise LeaseLost(lease.run_id)
+            account = session.get(Account, run.account_id)
+            if account is None:
+                raise _Stop(Outcome.FINISHED)
+            rule = session.get(Rule, run.rule_id) if run.rule_id else None
+            spec = None
+            if rule is not None:
+                try:
+                    spec = rule.spec()
+                except ValueError:
+                    log.error("stored_rule_invalid", rule_id=rule.id)
+            return _Snapshot(run=run, account=account, rule=rule, spec=spec)
+
+    def _hand_back(self, lease: _Lease, *, delay: float) -> None:
+        self._write(lease, release=True)
+        self._enqueue(lease.run_id, delay)
+
+    def _schedule(
+        self,
+        lease: _Lease,
+        at: dt.datetime,
+        *,
+        step: str | None,
+        reason: str | None = None,
+        detail: str | None = None,
+        changes: dict[str, Any] | None = None,
+        outcome: Outcome = Outcome.SCHEDULED,
+    ) -> _Stop:
+        """Park the run until ``at`` and enqueue it for then (a relative delay, so clocks need not agree)."""
+        now = self.now()
+        values = dict(changes or {})
+        values["next_attempt_at"] = at
+        self._write(lease, changes=values, step=step, reason=reason, detail=detail, release=True)
+        self._enqueue(lease.run_id, max(0.0, (at - now).total_seconds()))
+        return _Stop(outcome)
+
+    def _finish(
+        self,
+        lease: _Lease,
+        status: RunStatus,
+        *,
+        step: str,
+        reason: str | None = None,
+        detail: str | None = None,
+        changes: dict[str, Any] | None = None,
+    ) -> _Stop:
+        now = self.now()
+        values = dict(changes or {})
+        values.update(status=status.value, finished_at=now, next_attempt_at=None)
+        if status is not RunStatus.DONE:
+            values.update(reason=reason, detail=detail)
+
+        def release_claim(session: Session, run: Run, _account: Account) -> None:
+            nothing_reached_person = run.dm_state != SendState.SENT.value and (
+                run.public_reply_state != SendState.SENT.value
+            )
+            if status is not RunStatus.DONE and nothing_reached_person:
+                repo.release_user_claim(session=session, run=run)
+
+        self._write(lease, changes=values, step=step, reason=reason, detail=detail, release=True, apply=release_claim)
+        log.info("run_finished", run_id=lease.run_id, status=status.value, reason=reason)
+        return _Stop(Outcome.FINISHED)
+
+    def _retry(
+        self,
+        lease: _Lease,
+        *,
+        reason: str,
+        detail: str,
+        error: GraphError | None = None,
+        changes: dict[str, Any] | None = None,
+    ) -> _Stop:
+        """Back off after a transient failure (exponential, jittered), or give up after ``max_attempts``."""
+        with self.runtime.session() as session:
+            run = session.get(Run, lease.run_id)
+            attempts = (run.attempts if run is not None else 0) + 1
+        values = dict(changes or {})
+        values["attempts"] = attempts
+        if attempts >= self.options.max_attempts:
+            return self._finish(
+                lease,
+                RunStatus.FAILED,
+                step="failed",
+                reason=RunFailure.TOO_MANY_ATTEMPTS.value,
+                detail=f"Gave up after {attempts} attempts; the last error: {detail}",
+                changes=values,
+            )
+        wait = min(self.options.backoff_max_seconds, self.options.backoff_base_seconds * 2 ** (attempts - 1))
+        wait *= self.rng.uniform(0.5, 1.5)
+        if error is not None and error.retry_after_seconds:
+            wait = max(wait, float(error.retry_after_seconds))
+        at = self.now() + dt.timedelta(seconds=wait)
+        log.info("run_retry_scheduled", run_id=lease.run_id, reason=reason, attempts=attempts, wait_seconds=round(wait))
+        return self._schedule(
+            lease,
+            at,
+            step="retry_scheduled",
+            reason=reason,
+            detail=detail,
+            changes=values,
+        )
+
+    # -- the state machine -------------------------------------------------------------------------------
+
+    def _step(self, lease: _Lease) -> None:
+        """Move the run one transition forward; raises ``_Stop`` when it is handed back."""
+        snap = self._read(lease)
+        run, account = snap.run, snap.account
+        status = RunStatus(run.status)
+        bound_log = log.bind(run_id=run.id, comment_id=run.comment_id, account_id=account.id, status=status.value)
+        if status not in ACTIVE_STATUSES:
+            raise _Stop(Outcome.FINISHED)
+        if account.automation_paused:
+            bound_log.info("run_paused", reason=SkipReason.ACCOUNT_NEEDS_REAUTH.value)
+            raise self._pause(lease, status)
+        if status is RunStatus.RECEIVED:
+            self._decide(lease, snap)
+            return
+        if snap.rule is None or snap.spec is None:
+            raise self._finish(
+                lease,
+                RunStatus.FAILED,
+                step="failed",
+                reason=RunFailure.RULE_REMOVED.value,
+                detail="The rule that matched this comment no longer exists.",
+            )
+        nothing_sent = run.public_reply_state not in (SendState.SENT.value, *UNCERTAIN) and run.dm_state == (
+            SendState.NONE.value
+        )
+        if nothing_sent and (snap.rule.deleted_at is not None or not snap.rule.enabled):
+            raise self._finish(
+                lease,
+                RunStatus.SKIPPED,
+                step="skipped",
+                reason=SkipReason.RULE_DISABLED.value,
+                detail="The rule was turned off or deleted before anything was sent.",
+            )
+        now = self.now()
+        if snap.spec.private_reply is not None and run.dm_state != SendState.SENT.value:
+            deadline = private_reply_deadline(run.comment_created_at or run.created_at)
+            if now > deadline:
+                raise self._finish(
+                    lease,
+                    RunStatus.FAILED,
+                    step="failed",
+                    reason=SkipReason.OUTSIDE_WINDOW.value,
+                    detail=f"Meta's 7-day window for a private reply closed at {deadline.isoformat()}.",
+                )
+        self._respect_throttle(lease, account, now)
+        if status is RunStatus.MATCHED:
+            self._public_reply_stage(lease, snap)
+        elif status in (RunStatus.PUBLIC_REPLIED, RunStatus.WAITING_QUOTA):
+            self._private_reply_stage(lease, snap)
+        elif status is RunStatus.DM_SENT:
+            raise self._finish(lease, RunStatus.DONE, step="done")
+
+    def _pause(self, lease: _Lease, status: RunStatus) -> _Stop:
+        resume_to = RunStatus.PUBLIC_REPLIED if status is RunStatus.WAITING_QUOTA else status
+
+        def apply(session: Session, run: Run, _account: Account) -> None:
+            pause(session=session, run=run, resume_to=resume_to, now=self.now())
+
+        self._write(lease, apply=apply, release=True)
+        return _Stop(Outcome.PAUSED)
+
+    # -- received: decide the rule -----------------------------------------------------------------------
+
+    def _decide(self, lease: _Lease, snap: _Snapshot) -> None:
+        with self.runtime.session() as session:
+            unbound = [
+                r
+                for r in repo.rules_in_order(session=session, account_id=snap.account.id)
+                if r.posts_mode == PostsMode.NEXT.value and r.bound_media_id is None
+            ]
+        if unbound:
+            self._learn_recent_media(lease, snap)
+
+        def apply(session: Session, run: Run, account: Account) -> None:
+            decide_run(session=session, run=run, account=account, now=self.now(), defer_unknown_media=False)
+
+        self._write(lease, apply=apply)
+
+    def _learn_recent_media(self, lease: _Lease, snap: _Snapshot) -> None:
+        """Ask Meta for the account's newest posts, so a ``next`` rule can tell whether this post is new."""
+
+        async def work(client: GraphClient, token: Any) -> Paginated[Media]:
+            return await client.list_media(ig_id=snap.account.instagram_id, token=token, limit=25)
+
+        try:
+            page, usage = self.graph.call(snap.account, work)
+        except GraphError as exc:
+            self._on_graph_error(lease, snap, exc, what="list_media")
+            return
+        self._note_usage(snap.account.id, usage)
+        now = self.now()
+        with self.runtime.session() as session:
+            for media in page.items:
+                repo.remember_media(
+                    session=session,
+                    account_id=snap.account.id,
+                    media_id=media.id,
+                    published_at=media.timestamp,
+                    media_product_type=media.media_product_type,
+                    now=now,
+                )
+            if all(media.id != snap.run.media_id for media in page.items):
+                # Not among the newest posts: an older one, never the "next" post.
+                repo.remember_media(
+                    session=session,
+                    account_id=snap.account.id,
+                    media_id=snap.run.media_id,
+                    published_at=None,
+                    media_product_type=snap.run.media_product_type,
+                    now=now,
+                )
+
+    # -- matched: the public reply (and hiding) ---------------------------------------------------------
+
+    def _public_reply_stage(self, lease: _Lease, snap: _Snapshot) -> None:
+        run, spec = snap.run, snap.spec
+        assert spec is not None
+        wanted = spec.public_reply
+        state = run.public_reply_state
+        if state == SendState.SENT.value:
+            if wanted is not None and wanted.hide_comment and run.hide_state == SendState.NONE.value:
+                self._hide(lease, snap)
+                return
+            self._write(lease, changes={"status": RunStatus.PUBLIC_REPLIED.value})
+            return
+        if state in (SendState.FAILED.value, SendState.SKIPPED.value):
+            self._write(lease, changes={"status": RunStatus.PUBLIC_REPLIED.value})
+            return
+        if wanted is None:
+            self._write(
+                lease,
+                changes={"public_reply_state": SendState.SKIPPED.value, "status": RunStatus.PUBLIC_REPLIED.value},
+                step="public_reply_skipped",
+                detail="The rule has no public reply (DM only).",
+            )
+            return
+        if run.is_live:
+            reason = SkipReason.LIVE_COMMENT_NOT_SUPPORTED_FOR_PUBLIC_REPLY
+            self._write(
+                lease,
+                changes={"public_reply_state": SendState.SKIPPED.value, "status": RunStatus.PUBLIC_REPLIED.value},
+                step="public_reply_skipped",
+                reason=reason.value,
+                detail=reason.description,
+            )
+            return
+        if state in UNCERTAIN and run.public_reply_text and self._find_our_reply(lease, snap):
+            return
+        self._post_public_reply(lease, snap)
+
+    def _find_our_reply(self, lease: _Lease, snap: _Snapshot) -> bool:
+        """After an unknown outcome: is our reply already under the comment? Records it when it is."""
+        run, account = snap.run, snap.account
+
+        # Meta files a reply to a reply under the top-level comment: look for ours there.
+        thread_id = run.parent_id or run.comment_id
+
+        async def work(client: GraphClient, token: Any) -> list[Comment]:
+            return await client.list_comment_replies(comment_id=thread_id, token=token)
+
+        try:
+            replies, usage = self.graph.call(account, work)
+        except (CommentFinal, InvalidRequest) as exc:
+            # The comment is gone: no reply can be checked or posted; the DM will tell the rest.
+            self._write(
+                lease,
+                changes={"public_reply_state": SendState.FAILED.value, "status": RunStatus.PUBLIC_REPLIED.value},
+                step="public_reply_failed",
+                reason=exc.error_code,
+                detail=exc.message,
+            )
+            return True
+        except GraphError as exc:
+            self._on_graph_error(lease, snap, exc, what="list_comment_replies")
+            return True
+        self._note_usage(account.id, usage)
+        expected = (run.public_reply_text or "").strip()
+        for reply in replies:
+            author = reply.author
+            ours = author is not None and (
+                author.id == account.instagram_id or (bool(account.username) and author.username == account.username)
+            )
+            if ours and reply.text.strip() == expected:
+                self._write(
+                    lease,
+                    changes={
+                        "public_reply_state": SendState.SENT.value,
+                        "public_reply_id": reply.id,
+                        "public_replied_at": reply.timestamp or self.now(),
+                        "status": _status_after_reply(snap.spec),
+                    },
+                    step="public_reply_reconciled",
+                    detail="Our reply was already under the comment; it was not posted again.",
+                    data={"reply_id": reply.id},
+                )
+                return True
+        log.info("public_reply_not_found", run_id=run.id, comment_id=run.comment_id)
+        return False
+
+    def _post_public_reply(self, lease: _Lease, snap: _Snapshot) -> None:
+        run, account, spec = snap.run, snap.account, snap.spec
+        assert spec is not None and spec.public_reply is not None
+        variables = template_variables(username=run.username, first_name=None, keyword=run.matched_keyword)
+        text = run.public_reply_text or spec.public_reply.render(variables, rng=self.rng)
+        previous = run.public_reply_state
+        self._write(
+            lease,
+            changes={
+                "public_reply_state": SendState.ATTEMPTING.value,
+                "public_reply_text": text,
+                "public_reply_attempts": run.public_reply_attempts + 1,
+            },
+            step="public_reply_attempt",
+            data={"attempt": run.public_reply_attempts + 1},
+        )
+
+        async def work(client: GraphClient, token: Any) -> str:
+            return await client.reply_to_comment(comment_id=run.comment_id, message=text, token=token)
+
+        try:
+            reply_id, usage = self.graph.call(account, work)
+        except OutcomeUnknown as exc:
+            raise self._retry(
+                lease,
+                reason="public_reply_outcome_unknown",
+                detail=exc.message,
+                error=exc,
+                changes={"public_reply_state": SendState.UNKNOWN.value},
+            ) from None
+        except (CommentFinal, InvalidRequest) as exc:
+            self._write(
+                lease,
+                changes={"public_reply_state": SendState.FAILED.value, "status": RunStatus.PUBLIC_REPLIED.value},
+                step="public_reply_failed",
+                reason=exc.error_code,
+                detail=exc.message,
+            )
+            return
+        except GraphError as exc:
+            # Refused outright: nothing was posted (unless an earlier attempt's outcome is still open).
+            restore = SendState.UNKNOWN.value if previous in UNCERTAIN else SendState.NONE.value
+            self._on_graph_error(lease, snap, exc, what="reply_to_comment", changes={"public_reply_state": restore})
+            return
+        self._note_usage(account.id, usage)
+        now = self.now()
+        self._write(
+            lease,
+            changes={
+                "public_reply_state": SendState.SENT.value,
+                "public_reply_id": reply_id,
+                "public_replied_at": now,
+                "status": _status_after_reply(spec),
+            },
+            step="public_replied",
+            data={"reply_id": reply_id},
+        )
+        log.info("public_reply_sent", run_id=run.id, comment_id=run.comment_id, reply_id=reply_id)
+
+    def _hide(self, lease: _Lease, snap: _Snapshot) -> None:
+        run, account = snap.run, snap.account
+
+        async def work(client: GraphClient, token: Any) -> bool:
+            return await client.hide_comment(comment_id=run.comment_id, token=token, hide=True)
+
+        try:
+            _, usage = self.graph.call(account, work)
+        except (TransientError, RateLimited, TokenInvalid, OutcomeUnknown) as exc:
+            self._on_graph_error(lease, snap, exc, what="hide_comment")
+            return
+        except GraphError as exc:
+            self._write(
+                lease,
+                changes={"hide_state": SendState.FAILED.value, "status": RunStatus.PUBLIC_REPLIED.value},
+                step="hide_failed",
+                reason=exc.error_code,
+                detail=exc.message,
+            )
+            return
+        self._note_usage(account.id, usage)
+        self._write(
+            lease,
+            changes={"hide_state": SendState.SENT.value, "status": RunStatus.PUBLIC_REPLIED.value},
+            step="comment_hidden",
+        )
+
+    # -- public_replied / waiting_quota: the private reply -----------------------------------------------
+
+    def _private_reply_stage(self, lease: _Lease, snap: _Snapshot) -> None:
+        run, account, spec = snap.run, snap.account, snap.spec
+        assert spec is not None
+        if spec.private_reply is None:
+            raise self._finish(lease, RunStatus.DONE, step="done", detail="The rule sends no DM.")
+        if run.dm_state == SendState.SENT.value:
+            self._write(lease, changes={"status": RunStatus.DM_SENT.value})
+            return
+        now = self.now()
+        if run.dm_due_at is not None and run.dm_due_at > now:
+            raise self._schedule(
+                lease,
+                run.dm_due_at,
+                step=None if run.next_attempt_at == run.dm_due_at else "dm_delayed",
+                detail=f"The rule waits before the DM, until {run.dm_due_at.isoformat()}.",
+            )
+        attempt = run.dm_attempts + 1
+        decision = self.gate.acquire(account_id=account.id, key=f"{run.id}:dm{attempt}", now=now)
+        if not decision.granted:
+            first_wait = run.status != RunStatus.WAITING_QUOTA.value
+            log.info("private_reply_waiting_quota", run_id=run.id, until=decision.at.isoformat())
+            raise self._schedule(
+                lease,
+                decision.at,
+                step="waiting_quota" if first_wait else None,
+                reason="private_reply_quota",
+                detail=(
+                    f"The account's private-reply budget ({self.gate.quota}) is used up; "
+                    f"its turn comes at {decision.at.isoformat()}."
+                ),
+                changes={"status": RunStatus.WAITING_QUOTA.value},
+                outcome=Outcome.WAITING_QUOTA,
+            )
+        variables = template_variables(username=run.username, first_name=None, keyword=run.matched_keyword)
+        try:
+            text, message = build_message(spec.private_reply, variables, run_id=run.id)
+        except ReplyflowError as exc:
+            self.gate.release(account_id=account.id, key=f"{run.id}:dm{attempt}")
+            raise self._finish(
+                lease, RunStatus.FAILED, step="failed", reason=RunFailure.INVALID_REQUEST.value, detail=exc.message
+            ) from None
+        uncertain_before = run.dm_state in UNCERTAIN
+        self._write(
+            lease,
+            changes={
+                "dm_state": SendState.ATTEMPTING.value,
+                "dm_attempts": attempt,
+                "dm_text": text,
+                "dm_message": message,
+                "status": RunStatus.PUBLIC_REPLIED.value,
+            },
+            step="dm_attempt",
+            data={"attempt": attempt, "reconciling": uncertain_before},
+        )
+
+        async def work(client: GraphClient, token: Any) -> SendResult:
+            return await client.send_private_reply(
+                page_id=account.page_id, comment_id=run.comment_id, message=message, token=token
+            )
+
+        try:
+            result, usage = self.graph.call(account, work)
+        except OutcomeUnknown as exc:
+            raise self._retry(
+                lease,
+                reason="dm_outcome_unknown",
+                detail=exc.message,
+                error=exc,
+                changes={"dm_state": SendState.UNKNOWN.value},
+            ) from None
+        except CommentFinal as exc:
+            if uncertain_before and exc.reason is CommentFinalReason.PRIVATE_REPLY_ALREADY_SENT_OR_INVALID:
+                # The earlier attempt got through: Meta allows one private reply per comment.
+                raise self._dm_sent(lease, snap, message_id=None, recipient_id=run.from_id, reconciled=True) from None
+            raise self._finish(
+                lease,
+                RunStatus.FAILED,
+                step="failed",
+                reason=exc.reason.value,
+                detail=exc.message,
+                changes={"dm_state": SendState.UNKNOWN.value if uncertain_before else SendState.NONE.value},
+            ) from None
+        except GraphError as exc:
+            if isinstance(exc, TransientError | TokenInvalid):
+                # Nothing left this process (no connection) or Meta refused the token: the slot was not used.
+                self.gate.release(account_id=account.id, key=f"{run.id}:dm{attempt}")
+            restore = SendState.UNKNOWN.value if uncertain_before else SendState.NONE.value
+            self._on_graph_error(lease, snap, exc, what="send_private_reply", changes={"dm_state": restore})
+            return
+        except NoToken:
+            self.gate.release(account_id=account.id, key=f"{run.id}:dm{attempt}")
+            raise
+        # The private-reply budget shows up in the usage headers too; our quota gate already paces it exactly.
+        self._note_usage(account.id, _without_messaging_budget(usage))
+        raise self._dm_sent(
+            lease, snap, message_id=result.message_id, recipient_id=result.recipient_id or run.from_id, reconciled=False
+        )
+
+    def _dm_sent(
+        self, lease: _Lease, snap: _Snapshot, *, message_id: str | None, recipient_id: str | None, reconciled: bool
+    ) -> _Stop:
+        now = self.now()
+        self._write(
+            lease,
+            changes={
+                "dm_state": SendState.SENT.value,
+                "dm_message_id": message_id,
+                "dm_recipient_id": recipient_id,
+                "dm_sent_at": now,
+                "dm_reconciled": reconciled,
+                "status": RunStatus.DM_SENT.value,
+            },
+            step="dm_sent",
+            detail=(
+                "Meta answered that the comment already has its private reply: the earlier attempt got through."
+                if reconciled
+                else None
+            ),
+            data={"message_id": message_id, "reconciled": reconciled},
+        )
+        log.info(
+            "private_reply_sent",
+            run_id=snap.run.id,
+            comment_id=snap.run.comment_id,
+            message_id=message_id,
+            reconciled=reconciled,
+        )
+        return self._finish(lease, RunStatus.DONE, step="done")
+
+    # -- Meta's answers ----------------------------------------------------------------------------------
+
+    def _on_graph_error(
+        self, lease: _Lease, snap: _Snapshot, exc: GraphError, *, what: str, changes: dict[str, Any] | None = None
+    ) -> None:
+        """Turn a failed call into the run's next state; always raises ``_Stop``."""
+        account = snap.account
+        log.info(
+            "graph_call_failed",
+            run_id=snap.run.id,
+            comment_id=snap.run.comment_id,
+            call=what,
+            code=exc.error_code,
+            meta_code=exc.meta_code,
+            subcode=exc.subcode,
+        )
+        if isinstance(exc, TokenInvalid):
+            raise self._token_invalid(lease, snap, exc, changes=changes)
+        if isinstance(exc, RateLimited):
+            until = self.now() + dt.timedelta(seconds=exc.retry_after_seconds)
+            self._throttle(account.id, until=until, usage=exc.usage)
+            raise self._schedule(
+                lease,
+                until,
+                step="throttled",
+                reason=exc.error_code,
+                detail=f"Meta asked us to slow down ({what}); continuing at {until.isoformat()}.",
+                changes=changes,
+            )
+        if isinstance(exc, TransientError | OutcomeUnknown):
+            raise self._retry(lease, reason=exc.error_code, detail=exc.message, error=exc, changes=changes)
+        if isinstance(exc, PermissionDenied):
+            raise self._finish(
+                lease,
+                RunStatus.FAILED,
+                step="failed",
+                reason=RunFailure.PERMISSION_DENIED.value,
+                detail=exc.message,
+                changes=changes,
+            )
+        if isinstance(exc, CommentFinal):
+            raise self._finish(
+                lease, RunStatus.FAILED, step="failed", reason=exc.reason.value, detail=exc.message, changes=changes
+            )
+        failure = RunFailure.INVALID_REQUEST if isinstance(exc, InvalidRequest) else RunFailure.GRAPH_ERROR
+        raise self._finish(
+            lease, RunStatus.FAILED, step="failed", reason=failure.value, detail=exc.message, changes=changes
+        )
+
+    def _token_invalid(
+        self, lease: _Lease, snap: _Snapshot, exc: TokenInvalid, *, changes: dict[str, Any] | None
+    ) -> _Stop:
+        status = RunStatus(snap.run.status)
+        resume_to = RunStatus.PUBLIC_REPLIED if status is RunStatus.WAITING_QUOTA else status
+        now = self.now()
+
+        def apply(session: Session, run: Run, account: Account) -> None:
+            mark_token_invalid(session=session, account=account, reason=exc.reason)
+            pause(session=session, run=run, resume_to=resume_to, now=now)
+            paused = pause_account_runs(session=session, account_id=account.id, now=now, except_run_id=run.id)
+            log.warning("account_token_invalid_runs_paused", account_id=account.id, paused=paused + 1)
+
+        self._write(lease, changes=changes, apply=apply, release=True)
+        try:
+            from replyflow.accounts.tasks import request_check
+
+            request_check(queue=self.runtime.queue, account_id=snap.account.id)
+        except Exception as error:  # the periodic token check covers it
+            log.warning("token_check_request_failed", account_id=snap.account.id, error=error)
+        return _Stop(Outcome.PAUSED)
+
+    # -- throttling ---------------------------------------------------------------------------------------
+
+    def _respect_throttle(self, lease: _Lease, account: Account, now: dt.datetime) -> None:
+        with self.runtime.session() as session:
+            state = session.get(AccountAutomationState, account.id)
+            until = state.throttled_until if state is not None else None
+        if until is not None and until > now:
+            raise self._schedule(
+                lease,
+                until + dt.timedelta(seconds=self.rng.uniform(0, 1)),
+                step=None,
+                detail="Meta's usage for this account is high; waiting.",
+            )
+
+    def _note_usage(self, account_id: str, usage: Usage | None) -> None:
+        """Usage headers above ``slowdown_percent`` space this account's next calls out."""
+        if usage is None or usage.is_empty:
+            return
+        percent = usage.max_percent
+        if percent < self.options.slowdown_percent:
+            return
+        if percent >= 100 and usage.regain_seconds:
+            wait = float(usage.regain_seconds)
+        else:
+            # 80% → ~1 s between calls, 90% → ~6 s, 100% → ~32 s: slow down smoothly before Meta says no.
+            wait = min(300.0, 2 ** ((percent - self.options.slowdown_percent) / 4))
+        self._throttle(account_id, until=self.now() + dt.timedelta(seconds=wait), usage=usage)
+
+    def _throttle(self, account_id: str, *, until: dt.datetime, usage: Usage | None) -> None:
+        now = self.now()
+        with self.runtime.session() as session:
+            insert_ignore(session, AccountAutomationState, {"account_id": account_id, "updated_at": now})
+            state = session.get(AccountAutomationState, account_id, with_for_update=True)
+            assert state is not None
+            if state.throttled_until is None or state.throttled_until < until:
+                state.throttled_until = until
+            if usage is not None and not usage.is_empty:
+                state.usage_percent = usage.max_percent
+                state.usage_at = now
+        log.info("account_throttled", account_id=account_id, until=until.isoformat())
+
+
+def _without_messaging_budget(usage: Usage | None) -> Usage | None:
+    if usage is None:
+        return None
+    return dataclasses.replace(usage, business=tuple(b for b in usage.business if b.type != "messenger"))
+
+
+def _status_after_reply(spec: RuleSpec | None) -> str:
+    """Still ``matched`` while hiding the comment is pending, else ``public_replied``."""
+    hide = spec is not None and spec.public_reply is not None and spec.public_reply.hide_comment
+    return RunStatus.MATCHED.value if hide else RunStatus.PUBLIC_REPLIED.value
+
+
+# -- one engine per runtime ------------------------------------------------------------------------------------
+
+_engines: weakref.WeakKeyDictionary[Runtime, Engine] = weakref.WeakKeyDictionary()
+_engines_lock = threading.Lock()
+
+
+def engine_for(runtime: Runtime) -> Engine:
+    """This process's engine for ``runtime``, built from its settings on first use."""
+    with _engines_lock:
+        engine = _engines.get(runtime)
+        if engine is None:
+            gate = build_quota_gate(settings=runtime.settings, session_factory=runtime.session_factory)
+            runtime.on_close(gate.close)
+            engine = Engine(runtime=runtime, graph=AccountGraph.from_settings(runtime.settings), gate=gate)
+            _engines[runtime] = engine
+        return engine
+
+
+def install_engine(runtime: Runtime, engine: Engine | None) -> None:
+    """Use ``engine`` for ``runtime`` (tests wire one to the sandbox); None forgets it."""
+    with _engines_lock:
+        if engine is None:
+            _engines.pop(runtime, None)
+        else:
+            _engines[runtime] = engine
