@@ -1,0 +1,571 @@
+"""The inbox's business rules: stored deliveries become deduplicated events, and events reach their consumer.
+
+Two kinds of transaction, both short so the request path's INSERT never waits long for the write lock:
+1. one per delivery: claim it, parse it, insert one event per update and account (a redelivery is recorded
+   as a duplicate), touch ``Account.last_webhook_at``, mark the delivery processed or rejected;
+2. one per event: hand it to its consumer and mark it dispatched, atomically.
+A crash between the two leaves pending events; a crash inside either rolls it back. The sweep repairs both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from replyflow.accounts.models import Account
+from replyflow.db import utcnow
+from replyflow.errors import NotFound, ValidationFailed
+from replyflow.ids import new_id
+from replyflow.logging import get_logger, redact_text
+from replyflow.runtime import Runtime
+from replyflow.webhooks import dispatch as consumers
+from replyflow.webhooks.events import (
+    CommentEvent,
+    ParsedDelivery,
+    TypedEvent,
+    dump_event,
+    load_event,
+    natural_key,
+    parse_delivery,
+)
+from replyflow.webhooks.models import DeliveryStatus, EventSource, EventStatus, WebhookDelivery, WebhookEvent
+from replyflow.webhooks.repository import insert_event, insert_event_if_new
+
+log = get_logger("replyflow.webhooks")
+
+MAX_PROCESS_ATTEMPTS = 5
+MAX_DISPATCH_ATTEMPTS = 5
+DRAIN_BATCH = 100
+DISPATCH_BATCH = 500
+PRUNE_BATCH = 1000
+
+
+@dataclass
+class ProcessResult:
+    delivery_id: int
+    status: str
+    reason: str | None = None
+    event_count: int = 0
+    duplicate_count: int = 0
+    skipped_count: int = 0
+    new_event_ids: list[str] = field(default_factory=list)  # pending, to dispatch after commit
+    redispatch_ids: list[str] = field(default_factory=list)  # originals re-opened by a forced replay
+
+
+@dataclass
+class DispatchSummary:
+    dispatched: int = 0
+    waiting: int = 0
+    failed: int = 0
+
+
+# -- processing a delivery --------------------------------------------------------------------------------------
+
+
+def process_delivery(
+    *, session: Session, delivery_id: int, replay: bool = False, force: bool = False
+) -> ProcessResult | None:
+    """Turn one stored delivery into events inside ``session`` (the caller commits).
+
+    Returns None when the delivery is not pending (already processed, or another worker holds it), unless
+    ``replay`` asks to process it again; then existing events are deduplicated, or re-opened with ``force``.
+    """
+    query = select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
+    if not replay:
+        query = query.where(WebhookDelivery.status == DeliveryStatus.PENDING.value)
+    # PostgreSQL: another worker's claim is skipped, not waited for. SQLite: BEGIN IMMEDIATE already serialises.
+    delivery = session.scalar(query.with_for_update(skip_locked=not replay))
+    if delivery is None:
+        return None
+    if delivery.body is None:
+        raise ValidationFailed(
+            f"Delivery {delivery_id} can no longer be replayed: its raw body was pruned by retention.",
+            code="delivery_pruned",
+            hint="Raise REPLYFLOW_INBOX_RETENTION_DAYS to keep raw deliveries longer.",
+        )
+    now = utcnow()
+    parsed = parse_delivery(delivery.body)
+    delivery.attempts += 1
+    delivery.object = parsed.object
+    delivery.entry_count = parsed.entry_count
+    delivery.change_count = parsed.change_count
+    delivery.problems = parsed.problems or None
+    delivery.processed_at = now
+    result = ProcessResult(delivery_id=delivery_id, status="", skipped_count=parsed.skipped_count)
+    if parsed.rejected_reason is not None:
+        delivery.status = result.status = DeliveryStatus.REJECTED.value
+        delivery.reason = result.reason = parsed.rejected_reason
+        delivery.event_count = delivery.duplicate_count = 0
+        log.warning("webhook_delivery_rejected", delivery_id=delivery_id, reason=parsed.rejected_reason)
+        return result
+
+    accounts = _resolve_accounts(session, parsed)
+    available = {kind: consumers.has_consumer(kind) for kind in consumers.CONSUMERS}
+    for item in parsed.items:
+        targets: list[Account | None] = list(accounts.get(item.event.entry_id, ())) or [None]
+        for account in targets:
+            row = _event_row(
+                event=item.event,
+                account=account,
+                delivery_id=delivery_id,
+                source=EventSource.WEBHOOK,
+                now=now,
+                available=available,
+            )
+            if insert_event_if_new(session, row):
+                result.event_count += 1
+                if row["status"] == EventStatus.PENDING.value and available.get(row["kind"], False):
+                    result.new_event_ids.append(row["id"])
+                continue
+            result.duplicate_count += 1
+            original = session.scalar(select(WebhookEvent).where(WebhookEvent.dedupe_key == row["dedupe_key"]))
+            original_id = original.id if original is not None else "an earlier event"
+            insert_event(
+                session,
+                {
+                    **row,
+                    "id": new_id("evt"),
+                    "dedupe_key": None,
+                    "status": EventStatus.DUPLICATE.value,
+                    "reason": f"{'replay' if replay else 'redelivery'}: already recorded as {original_id}",
+                },
+            )
+            if (
+                force
+                and original is not None
+                and original.account_id is not None
+                and original.object == "instagram"
+                and original.kind in available
+            ):
+                original.status = EventStatus.PENDING.value
+                original.attempts = 0
+                original.reason = "re-dispatch requested by a forced replay"
+                result.redispatch_ids.append(original.id)
+
+    _touch_accounts(session, accounts, now)
+    delivery.status = result.status = DeliveryStatus.PROCESSED.value
+    if parsed.problems:
+        result.reason = (
+            f"partial: {len(parsed.items)} updates extracted, {parsed.skipped_count} skipped; "
+            f"first: {parsed.problems[0]}"
+        )
+    delivery.reason = result.reason
+    delivery.event_count = result.event_count
+    delivery.duplicate_count = result.duplicate_count
+    log.info(
+        "webhook_delivery_processed",
+        delivery_id=delivery_id,
+        events=result.event_count,
+        duplicates=result.duplicate_count,
+        skipped=parsed.skipped_count,
+    )
+    return result
+
+
+def _resolve_accounts(session: Session, parsed: ParsedDelivery) -> dict[str, list[Account]]:
+    """Entry id → every connected account with that id (several workspaces may connect the same account)."""
+    entry_ids = sorted({item.event.entry_id for item in parsed.items})
+    if not entry_ids:
+        return {}
+    column = Account.page_id if parsed.object == "page" else Account.instagram_id
+    found: dict[str, list[Account]] = {}
+    for start in range(0, len(entry_ids), 500):
+        chunk = entry_ids[start : start + 500]
+        for account in session.scalars(select(Account).where(column.in_(chunk)).order_by(Account.id)):
+            key = account.page_id if parsed.object == "page" else account.instagram_id
+            found.setdefault(key, []).append(account)
+    return found
+
+
+def _touch_accounts(session: Session, accounts: dict[str, list[Account]], now: dt.datetime) -> None:
+    ids = sorted({account.id for group in accounts.values() for account in group})
+    if ids:
+        # A webhook arriving is not an edit of the account: keep ``updated_at`` as it is.
+        session.execute(
+            update(Account)
+            .where(Account.id.in_(ids))
+            .values(last_webhook_at=now, updated_at=Account.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _event_row(
+    *,
+    event: TypedEvent,
+    account: Account | None,
+    delivery_id: int | None,
+    source: EventSource,
+    now: dt.datetime,
+    available: dict[str, bool],
+) -> dict[str, Any]:
+    key = event.natural_key
+    scope = account.id if account is not None else f"entry:{event.object}:{event.entry_id}"
+    status, reason = EventStatus.PENDING, None
+    if account is None:
+        which = "Facebook Page" if event.object == "page" else "Instagram account"
+        status, reason = EventStatus.NO_ACCOUNT, f"no_account: no connected account has {which} id {event.entry_id}"
+    elif event.object != "instagram":
+        status, reason = EventStatus.IGNORED, "facebook_page_update: replyflow acts on Instagram updates only"
+    elif event.kind == "unknown":
+        status, reason = EventStatus.IGNORED, f"field_not_handled: replyflow does not act on {event.field!r}"
+    elif not available.get(event.kind, False):
+        reason = f"waiting_for_consumer: {consumers.consumer_path(event.kind)} is not installed"
+    return {
+        "id": new_id("evt"),
+        "delivery_id": delivery_id,
+        "account_id": account.id if account is not None else None,
+        "source": source.value,
+        "object": event.object,
+        "entry_id": event.entry_id,
+        "field": event.field,
+        "kind": event.kind,
+        "natural_key": key,
+        "dedupe_key": f"{scope}|{key}",
+        "payload": dump_event(event),
+        "occurred_at": event.occurred_at,
+        "status": status.value,
+        "reason": reason,
+        "attempts": 0,
+        "created_at": now,
+        "dispatched_at": None,
+    }
+
+
+# -- dispatching events -------------------------------------------------------------------------------------------
+
+
+def dispatch_event(*, session: Session, event_id: str, runtime: Runtime) -> str:
+    """Hand one pending event to its consumer in ``session`` (the caller commits); returns the outcome."""
+    row = session.scalar(
+        select(WebhookEvent)
+        .where(WebhookEvent.id == event_id, WebhookEvent.status == EventStatus.PENDING.value)
+        .with_for_update(skip_locked=True)
+    )
+    if row is None:
+        return "skipped"
+    return _dispatch_row(session=session, row=row, runtime=runtime)
+
+
+def _dispatch_row(*, session: Session, row: WebhookEvent, runtime: Runtime) -> str:
+    account = session.get(Account, row.account_id) if row.account_id else None
+    if account is None:
+        row.status = EventStatus.NO_ACCOUNT.value
+        row.reason = "no_account: the account was removed before the event was dispatched"
+        return "skipped"
+    event = load_event(row.payload)
+    try:
+        with session.begin_nested():
+            delivered = consumers.dispatch(session=session, account=account, event=event, runtime=runtime)
+    except OperationalError:
+        raise  # the database itself is unavailable: nothing to record, the sweep retries
+    except Exception as exc:
+        row.attempts += 1
+        row.reason = f"consumer_error: {type(exc).__name__}: {redact_text(str(exc))[:200]}"
+        if row.attempts >= MAX_DISPATCH_ATTEMPTS:
+            row.status = EventStatus.FAILED.value
+        log.error("webhook_event_dispatch_failed", event_id=row.id, kind=row.kind, attempts=row.attempts, error=exc)
+        return "failed"
+    if not delivered:
+        row.reason = f"waiting_for_consumer: {consumers.consumer_path(row.kind)} is not installed"
+        return "waiting"
+    row.status = EventStatus.DISPATCHED.value
+    row.dispatched_at = utcnow()
+    row.attempts += 1
+    row.reason = None
+    return "dispatched"
+
+
+def dispatch_events(*, runtime: Runtime, event_ids: Iterable[str]) -> DispatchSummary:
+    """Dispatch each event in its own short transaction."""
+    summary = DispatchSummary()
+    for event_id in event_ids:
+        try:
+            with runtime.session() as session:
+                outcome = dispatch_event(session=session, event_id=event_id, runtime=runtime)
+        except OperationalError:
+            raise
+        except Exception as exc:  # e.g. a stored payload that no longer loads: record it, go on with the rest
+            outcome = "failed"
+            _record_dispatch_error(runtime=runtime, event_id=event_id, error=exc)
+        if outcome == "dispatched":
+            summary.dispatched += 1
+        elif outcome == "waiting":
+            summary.waiting += 1
+        elif outcome == "failed":
+            summary.failed += 1
+    return summary
+
+
+def _record_dispatch_error(*, runtime: Runtime, event_id: str, error: Exception) -> None:
+    log.error("webhook_event_dispatch_failed", event_id=event_id, error=error, exc_info=error)
+    with runtime.session() as session:
+        row = session.get(WebhookEvent, event_id)
+        if row is None or row.status != EventStatus.PENDING.value:
+            return
+        row.attempts += 1
+        row.reason = f"dispatch_error: {type(error).__name__}"
+        if row.attempts >= MAX_DISPATCH_ATTEMPTS:
+            row.status = EventStatus.FAILED.value
+
+
+# -- the processor loop: woken by the API, and the periodic sweep --------------------------------------------------
+
+
+class _DrainState:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.again = threading.Event()
+
+
+_drains: weakref.WeakKeyDictionary[Runtime, _DrainState] = weakref.WeakKeyDictionary()
+_drains_lock = threading.Lock()
+
+
+def _drain_state(runtime: Runtime) -> _DrainState:
+    with _drains_lock:
+        state = _drains.get(runtime)
+        if state is None:
+            state = _drains[runtime] = _DrainState()
+        return state
+
+
+def process_and_dispatch(*, runtime: Runtime, delivery_id: int) -> ProcessResult | None:
+    """Process one delivery in its own transaction, then dispatch its new events. Never raises for bad data."""
+    try:
+        with runtime.session() as session:
+            result = process_delivery(session=session, delivery_id=delivery_id)
+    except OperationalError:
+        raise
+    except Exception as exc:
+        _record_processing_error(runtime=runtime, delivery_id=delivery_id, error=exc)
+        return None
+    if result is not None and result.new_event_ids:
+        dispatch_events(runtime=runtime, event_ids=result.new_event_ids)
+    return result
+
+
+def _record_processing_error(*, runtime: Runtime, delivery_id: int, error: Exception) -> None:
+    log.error("webhook_delivery_processing_failed", delivery_id=delivery_id, error=error, exc_info=error)
+    with runtime.session() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None or delivery.status != DeliveryStatus.PENDING.value:
+            return
+        delivery.attempts += 1
+        delivery.reason = f"processing_error: {type(error).__name__}"
+        if delivery.attempts >= MAX_PROCESS_ATTEMPTS:
+            delivery.status = DeliveryStatus.REJECTED.value
+            delivery.processed_at = utcnow()
+
+
+def drain(*, runtime: Runtime, time_budget: float = 30.0) -> int:
+    """Process pending deliveries oldest first. Concurrent calls in one process coalesce into the running one.
+
+    A caller that finds another drain running only flags ``again``; the running drain checks the flag after it
+    releases the lock, so a delivery committed before any call is always processed by some drain.
+    """
+    state = _drain_state(runtime)
+    state.again.set()
+    count = 0
+    while state.again.is_set():
+        if not state.lock.acquire(blocking=False):
+            return count
+        try:
+            state.again.clear()
+            count += _drain_pending(runtime=runtime, time_budget=time_budget)
+        finally:
+            state.lock.release()
+    return count
+
+
+def _drain_pending(*, runtime: Runtime, time_budget: float) -> int:
+    deadline = time.monotonic() + time_budget
+    failed: set[int] = set()
+    count = 0
+    while time.monotonic() < deadline:
+        with runtime.session() as session:
+            query = (
+                select(WebhookDelivery.id)
+                .where(WebhookDelivery.status == DeliveryStatus.PENDING.value)
+                .order_by(WebhookDelivery.id)
+                .limit(DRAIN_BATCH)
+            )
+            if failed:
+                query = query.where(WebhookDelivery.id.not_in(failed))
+            ids = list(session.scalars(query))
+        if not ids:
+            break
+        for delivery_id in ids:
+            if process_and_dispatch(runtime=runtime, delivery_id=delivery_id) is None:
+                failed.add(delivery_id)
+            else:
+                count += 1
+        if len(ids) < DRAIN_BATCH:
+            break
+    return count
+
+
+def sweep(*, runtime: Runtime, time_budget: float = 50.0) -> DispatchSummary:
+    """Periodic repair: deliveries left pending (a crash after the 200), then events still waiting for a consumer."""
+    deadline = time.monotonic() + time_budget
+    drain(runtime=runtime, time_budget=time_budget / 2)
+    summary = DispatchSummary()
+    kinds = [kind for kind in consumers.CONSUMERS if consumers.has_consumer(kind)]
+    after = ""
+    while kinds and time.monotonic() < deadline:
+        with runtime.session() as session:
+            ids = list(
+                session.scalars(
+                    select(WebhookEvent.id)
+                    .where(
+                        WebhookEvent.status == EventStatus.PENDING.value,
+                        WebhookEvent.kind.in_(kinds),
+                        WebhookEvent.id > after,
+                    )
+                    .order_by(WebhookEvent.id)
+                    .limit(DISPATCH_BATCH)
+                )
+            )
+        if not ids:
+            break
+        after = ids[-1]
+        part = dispatch_events(runtime=runtime, event_ids=ids)
+        summary.dispatched += part.dispatched
+        summary.waiting += part.waiting
+        summary.failed += part.failed
+    return summary
+
+
+# -- the reconciler's door into the inbox ------------------------------------------------------------------------
+
+
+def ingest_synthetic_comment(*, session: Session, account: Account, comment: CommentEvent, runtime: Runtime) -> bool:
+    """Record a comment found by polling as if its webhook had arrived; True when it was not seen before.
+
+    Same natural key and dedupe scope as the webhook path, so whichever arrives second is the duplicate. A new
+    comment is dispatched in ``session`` (the caller commits), or left pending for the sweep.
+    """
+    if comment.entry_id != account.instagram_id:
+        comment = comment.model_copy(update={"entry_id": account.instagram_id})
+    available: dict[str, bool] = {comment.kind: consumers.has_consumer(comment.kind)}
+    row = _event_row(
+        event=comment,
+        account=account,
+        delivery_id=None,
+        source=EventSource.RECONCILER,
+        now=utcnow(),
+        available=available,
+    )
+    if not insert_event_if_new(session, row):
+        return False
+    if available[comment.kind]:
+        stored = session.get(WebhookEvent, row["id"])
+        if stored is not None:
+            _dispatch_row(session=session, row=stored, runtime=runtime)
+    return True
+
+
+def comment_seen(*, session: Session, account: Account, comment_id: str) -> bool:
+    """Whether the inbox already holds this comment for this account (cheap pre-check for the reconciler)."""
+    dedupe_key = f"{account.id}|{natural_key('comment', comment_id)}"
+    return session.scalar(select(WebhookEvent.id).where(WebhookEvent.dedupe_key == dedupe_key)) is not None
+
+
+# -- operators: replay, retention, listing ------------------------------------------------------------------------
+
+
+def replay_delivery(*, runtime: Runtime, delivery_id: int, force: bool = False) -> ProcessResult:
+    """Run a stored delivery through processing again; known updates stay duplicates unless ``force``."""
+    with runtime.session() as session:
+        if session.get(WebhookDelivery, delivery_id) is None:
+            raise NotFound(f"No stored delivery {delivery_id}.", hint="List deliveries with 'replyflow events list'.")
+        result = process_delivery(session=session, delivery_id=delivery_id, replay=True, force=force)
+    assert result is not None
+    dispatch_events(runtime=runtime, event_ids=[*result.new_event_ids, *result.redispatch_ids])
+    return result
+
+
+def prune_deliveries(*, session: Session, older_than: dt.datetime, limit: int = PRUNE_BATCH) -> int:
+    """Drop the raw body of up to ``limit`` finished deliveries received before ``older_than``; events stay."""
+    ids = list(
+        session.scalars(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.status.in_([DeliveryStatus.PROCESSED.value, DeliveryStatus.REJECTED.value]),
+                WebhookDelivery.received_at < older_than,
+                WebhookDelivery.body.is_not(None),
+            )
+            .order_by(WebhookDelivery.id)
+            .limit(limit)
+        )
+    )
+    if ids:
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(ids))
+            .values(body=None, pruned_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    return len(ids)
+
+
+def prune(*, runtime: Runtime, retention_days: int | None = None) -> int:
+    """Apply the retention setting in batches (each its own transaction, so ingestion never waits long)."""
+    days = retention_days if retention_days is not None else runtime.settings.inbox_retention_days
+    cutoff = utcnow() - dt.timedelta(days=days)
+    total = 0
+    while True:
+        with runtime.session() as session:
+            count = prune_deliveries(session=session, older_than=cutoff)
+        total += count
+        if count < PRUNE_BATCH:
+            break
+    if total:
+        log.info("webhook_deliveries_pruned", count=total, retention_days=days)
+    return total
+
+
+def list_events(
+    *, session: Session, status: str | None = None, field_name: str | None = None, limit: int = 50
+) -> list[WebhookEvent]:
+    query = select(WebhookEvent)
+    if status:
+        query = query.where(WebhookEvent.status == status)
+    if field_name:
+        query = query.where(WebhookEvent.field == field_name)
+    return list(session.scalars(query.order_by(WebhookEvent.id.desc()).limit(limit)))
+
+
+def list_deliveries(*, session: Session, status: str | None = None, limit: int = 50) -> list[WebhookDelivery]:
+    query = select(WebhookDelivery)
+    if status:
+        query = query.where(WebhookDelivery.status == status)
+    return list(session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit)))
+
+
+def get_delivery(*, session: Session, delivery_id: int) -> WebhookDelivery:
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None:
+        raise NotFound(f"No stored delivery {delivery_id}.", hint="List deliveries with 'replyflow events list'.")
+    return delivery
+
+
+def get_event(*, session: Session, event_id: str) -> WebhookEvent:
+    event = session.get(WebhookEvent, event_id)
+    if event is None:
+        raise NotFound(f"No event {event_id}.", hint="List events with 'replyflow events list'.")
+    return event
+
+
+def events_of_delivery(*, session: Session, delivery_id: int) -> list[WebhookEvent]:
+    return list(
+        session.scalars(select(WebhookEvent).where(WebhookEvent.delivery_id == delivery_id).order_by(WebhookEvent.id))
+    )
