@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from replyflow.db import SessionDep
 from replyflow.errors import NotAuthenticated
+from replyflow.web.sessions import api_workspace_id
 from replyflow.workspaces import service
 from replyflow.workspaces.models import Workspace
 
@@ -24,6 +25,9 @@ def current_workspace(request: Request, session: SessionDep) -> Workspace:
             raise NotAuthenticated("This API key is not valid or was revoked.")
         return workspace
     workspace_id = getattr(request.state, SESSION_WORKSPACE_ATTR, None)
+    if not workspace_id:
+        # No API key: a dashboard session cookie, with its CSRF header on unsafe methods.
+        workspace_id = api_workspace_id(request=request, session=session, settings=request.app.state.settings)
     if workspace_id:
         found = session.get(Workspace, workspace_id)
         if found is not None:

@@ -1,0 +1,18 @@
+"""The dashboard's pages, one module per section; ``PAGE_ROUTERS`` lists them in navigation order."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from replyflow.web.pages import accounts, activity, analytics, conversations, integrations, overview, rules, sandbox
+
+PAGE_ROUTERS: tuple[APIRouter, ...] = (
+    overview.router,
+    integrations.router,
+    accounts.router,
+    rules.router,
+    activity.router,
+    conversations.router,
+    analytics.router,
+    sandbox.router,
+)

@@ -1,0 +1,144 @@
+"""``/app/sandbox`` (sandbox mode only): simulate a comment on a demo post and watch replyflow answer it.
+
+The comment goes through the same path as ``POST /api/sandbox/comments``: the emulator records it and
+delivers a signed ``comments`` webhook to our own ingestion endpoint; the panel then shows the runs and
+what the emulator ("Meta") received back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+from starlette.responses import Response
+
+from replyflow.accounts import repository as accounts_repository
+from replyflow.accounts import service as accounts_service
+from replyflow.accounts.models import Account
+from replyflow.errors import NotFound
+from replyflow.web.pages.activity import STEP_LABELS, Filters, feed_items
+from replyflow.web.pages.rules import load_posts
+from replyflow.web.rendering import CurrentUser, PageDb, PageRoute, SubmittedForm, is_htmx, render, settings_of
+from replyflow.web.sessions import SignedIn
+
+router = APIRouter(route_class=PageRoute)
+
+PATH = "/app/sandbox"
+DEFAULT_USERNAME = "alex.rivera"
+RECENT = 6
+
+
+def _require_sandbox(request: Request) -> Any:
+    state = getattr(request.app.state, "sandbox_state", None)
+    if not settings_of(request).is_sandbox or state is None:
+        raise NotFound("The sandbox is only available in sandbox mode.", hint="It is off because Meta is configured.")
+    return state
+
+
+def _outbox(request: Request, accounts: list[Account]) -> list[dict[str, Any]]:
+    """What the emulator received from replyflow for these accounts, newest first."""
+    from replyflow.sandbox.app import outbox_json
+
+    state = _require_sandbox(request)
+    ig_ids = {a.instagram_id for a in accounts}
+    return [outbox_json(e) for e in state.outbox() if e.ig_account_id in ig_ids][:RECENT]
+
+
+def _watch_values(request: Request, db: Session, signed_in: SignedIn) -> dict[str, Any]:
+    accounts = accounts_repository.list_accounts(session=db, workspace_id=signed_in.workspace.id)
+    items, _ = feed_items(db, signed_in, Filters("", "", ""), cursor=None)
+    return {"items": items[:RECENT], "outbox": _outbox(request, accounts), "step_labels": STEP_LABELS}
+
+
+async def _page(
+    request: Request,
+    db: Session,
+    signed_in: SignedIn,
+    *,
+    values: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
+    _require_sandbox(request)
+    accounts = accounts_repository.list_accounts(session=db, workspace_id=signed_in.workspace.id)
+    form = {"account_id": accounts[0].id if accounts else "", "media_id": "", "username": DEFAULT_USERNAME, "text": ""}
+    form.update((values or {}).get("form", {}))
+    account = next((a for a in accounts if a.id == form["account_id"]), accounts[0] if accounts else None)
+    posts = await load_posts(request, db, account) if account is not None else None
+    context: dict[str, Any] = {
+        "accounts": accounts,
+        "account": account,
+        "posts": posts,
+        "form": form,
+        "errors": {},
+        "result": None,
+        **_watch_values(request, db, signed_in),
+    }
+    context.update({k: v for k, v in (values or {}).items() if k != "form"})
+    return render(request, "sandbox.html", context, signed_in=signed_in, status=status)
+
+
+@router.get(PATH)
+async def sandbox_page(request: Request, db: PageDb, signed_in: CurrentUser) -> Response:
+    return await _page(request, db, signed_in)
+
+
+@router.get(PATH + "/watch")
+def watch(request: Request, db: PageDb, signed_in: CurrentUser) -> Response:
+    """The panel's live part (htmx polling): the newest runs and the emulator's outbox."""
+    _require_sandbox(request)
+    return render(request, "partials/sandbox_watch.html", _watch_values(request, db, signed_in), signed_in=signed_in)
+
+
+_FIELDS = {"media_id": "media_id", "text": "text", "username": "username", "account_id": "account_id"}
+
+
+@router.post(PATH + "/comments")
+async def simulate_comment(request: Request, db: PageDb, signed_in: CurrentUser, form: SubmittedForm) -> Response:
+    from replyflow.sandbox.wiring import SimulatedComment
+
+    state = _require_sandbox(request)
+    typed = {name: str(form.get(name) or "").strip()[:2300] for name in _FIELDS}
+    typed["username"] = typed["username"].lstrip("@")
+    errors: dict[str, str] = {}
+    try:
+        body = SimulatedComment.model_validate(typed)
+    except ValidationError as exc:
+        for problem in exc.errors():
+            name = str(problem["loc"][0]) if problem["loc"] else "text"
+            errors.setdefault(name, _friendly(name, problem["type"]))
+        return await _page(request, db, signed_in, values={"form": typed, "errors": errors}, status=422)
+    account = accounts_repository.get_account(
+        session=db, workspace_id=signed_in.workspace.id, account_id=body.account_id
+    )
+    media = state.get_media(body.media_id)
+    if media is None or media.ig_account_id != account.instagram_id:
+        errors["media_id"] = "Choose one of this account’s posts."
+        return await _page(request, db, signed_in, values={"form": typed, "errors": errors}, status=422)
+    try:
+        comment = state.add_comment(body.media_id, text=body.text, username=body.username)
+    except (KeyError, ValueError) as exc:
+        errors["text"] = f"The sandbox refused this comment: {exc}"
+        return await _page(request, db, signed_in, values={"form": typed, "errors": errors}, status=422)
+    # The webhook comes back into this process: release SQLite's write lock before it arrives.
+    accounts_service.end_read(db)
+    deliveries = await request.app.state.sandbox_sender.flush(state)
+    delivered = bool(deliveries) and all(d.ok for d in deliveries)
+    result = {"comment_id": comment.id, "text": body.text, "username": body.username, "delivered": delivered}
+    if is_htmx(request):
+        return render(request, "partials/sandbox_result.html", {"result": result}, signed_in=signed_in)
+    keep = {"account_id": body.account_id, "media_id": body.media_id, "username": body.username, "text": ""}
+    return await _page(request, db, signed_in, values={"form": keep, "result": result})
+
+
+def _friendly(name: str, kind: str) -> str:
+    if name == "username":
+        return "Use letters, digits, dots and underscores only (up to 30), like alex.rivera."
+    if name == "text":
+        return (
+            "Write the comment (up to 2,200 characters)." if kind != "string_too_long" else "The comment is too long."
+        )
+    if name == "media_id":
+        return "Choose the post to comment on."
+    return "Choose an account."

@@ -1,0 +1,183 @@
+/* replyflow dashboard behaviour: small, dependency-free, progressive (every form also works without it). */
+(function () {
+  "use strict";
+
+  function $(selector, root) { return (root || document).querySelector(selector); }
+  function $all(selector, root) { return Array.prototype.slice.call((root || document).querySelectorAll(selector)); }
+
+  /* -- notices -------------------------------------------------------------------------------------- */
+  document.addEventListener("click", function (event) {
+    var target = event.target;
+    if (target instanceof Element && target.matches("[data-dismiss='notice']")) {
+      var area = document.getElementById("notice");
+      if (area) { area.innerHTML = ""; }
+    }
+  });
+
+  /* -- pasted token: format check while typing (never sent anywhere until the form is submitted) ------ */
+  // A Facebook user or Page token is one long run of letters and digits starting with "EAA".
+  var TOKEN_SHAPE = /^EAA[A-Za-z0-9]{20,}$/;
+
+  function describeToken(raw) {
+    var value = raw.trim();
+    if (!value) { return { ok: false, empty: true, text: "" }; }
+    if (/\s/.test(value)) {
+      return { ok: false, text: "The token contains spaces or line breaks. Copy it again with the copy button in Graph API Explorer." };
+    }
+    if (/^(IGQ|IGAA)/.test(value)) {
+      return { ok: false, text: "This is an Instagram Login token. replyflow needs a Facebook User token (it starts with EAA): choose your app and 'Get User Access Token' in Graph API Explorer." };
+    }
+    if (/^[0-9]+\|/.test(value)) {
+      return { ok: false, text: "This is an app token (it contains '|'). Use a User token instead: 'Get User Access Token' in Graph API Explorer." };
+    }
+    if (value.indexOf("access_token=") !== -1 || value.indexOf("http") === 0) {
+      return { ok: false, text: "Paste only the token itself, not a link or 'access_token='." };
+    }
+    if (!/^EAA/.test(value)) {
+      return { ok: false, text: "Facebook tokens start with EAA. Check that you copied the whole token." };
+    }
+    if (!TOKEN_SHAPE.test(value)) {
+      return { ok: false, text: value.length < 23 ? "This token is too short: it looks cut off. Copy it again." : "The token contains characters a Facebook token never has. Copy it again." };
+    }
+    return { ok: true, text: "Looks like a Facebook token. replyflow will check it with Meta when you continue." };
+  }
+
+  function setupTokenField(input) {
+    var output = document.getElementById(input.getAttribute("data-token-feedback"));
+    var form = input.form;
+    var submit = form ? $("[type=submit]", form) : null;
+    function update() {
+      var result = describeToken(input.value);
+      if (output) {
+        output.textContent = result.text;
+        output.className = result.ok ? "field-ok" : (result.empty ? "help" : "field-error");
+        output.hidden = result.empty;
+      }
+      input.setAttribute("aria-invalid", (!result.ok && !result.empty) ? "true" : "false");
+      if (submit) { submit.disabled = !result.ok; }
+    }
+    input.addEventListener("input", update);
+    update();
+  }
+
+  /* -- rule builder ---------------------------------------------------------------------------------- */
+  function setupRepeat(container) {
+    var template = document.getElementById(container.getAttribute("data-repeat-template"));
+    var addButton = document.querySelector("[data-repeat-add='" + container.id + "']");
+    var max = parseInt(container.getAttribute("data-repeat-max") || "10", 10);
+    function refresh() {
+      var rows = $all(".repeat-row", container);
+      if (addButton) { addButton.hidden = rows.length >= max; }
+      rows.forEach(function (row, index) {
+        $all("[data-label-base]", row).forEach(function (el) {
+          el.setAttribute("aria-label", el.getAttribute("data-label-base") + " " + (index + 1));
+        });
+      });
+      document.dispatchEvent(new CustomEvent("rf:changed"));
+    }
+    if (addButton && template) {
+      addButton.addEventListener("click", function () {
+        var fragment = template.content.cloneNode(true);
+        container.appendChild(fragment);
+        refresh();
+        var rows = $all(".repeat-row", container);
+        var first = $("input, textarea", rows[rows.length - 1]);
+        if (first) { first.focus(); }
+      });
+    }
+    container.addEventListener("click", function (event) {
+      var target = event.target;
+      if (target instanceof Element && target.matches("[data-repeat-remove]")) {
+        var row = target.closest(".repeat-row");
+        if (row) { row.remove(); refresh(); }
+        if (addButton) { addButton.focus(); }
+      }
+    });
+    refresh();
+  }
+
+  function setupPostsMode(form) {
+    var picker = document.getElementById("post-picker");
+    function update() {
+      var checked = $("input[name='posts_mode']:checked", form);
+      if (picker) { picker.hidden = !checked || checked.value !== "specific"; }
+    }
+    $all("input[name='posts_mode']", form).forEach(function (el) { el.addEventListener("change", update); });
+    update();
+  }
+
+  function setupMatchMode(form) {
+    var keywords = document.getElementById("keywords-field");
+    function update() {
+      var select = $("select[name='match']", form);
+      if (!select) { return; }
+      if (keywords) { keywords.hidden = select.value === "any_comment"; }
+      $all("[data-match-help]", form).forEach(function (el) {
+        el.hidden = el.getAttribute("data-match-help") !== select.value;
+      });
+    }
+    var select = $("select[name='match']", form);
+    if (select) { select.addEventListener("change", update); }
+    update();
+  }
+
+  function renderSample(text) {
+    // The preview shows variables the way a real person's comment would fill them.
+    return text.replace(/\{username\}/g, "alex.rivera").replace(/\{first_name\}/g, "Alex").replace(/\{keyword\}/g, "link");
+  }
+
+  function setupDmPreview(form) {
+    var preview = document.getElementById("dm-preview-messages");
+    if (!preview) { return; }
+    function update() {
+      var textField = $("textarea[name='dm_text']", form);
+      var text = textField ? textField.value.trim() : "";
+      preview.innerHTML = "";
+      var titles = $all("input[name='button_title']", form).map(function (el) { return el.value.trim(); }).filter(Boolean);
+      var wrapper = document.createElement("div");
+      var bubble = document.createElement("div");
+      bubble.className = "dm-bubble";
+      bubble.textContent = text ? renderSample(text) : "Your message appears here.";
+      if (titles.length) {
+        wrapper.className = "dm-card";
+        wrapper.appendChild(bubble);
+        var buttons = document.createElement("div");
+        buttons.className = "dm-buttons";
+        titles.forEach(function (title) {
+          var b = document.createElement("div");
+          b.className = "dm-button";
+          b.textContent = title;
+          buttons.appendChild(b);
+        });
+        wrapper.appendChild(buttons);
+        preview.appendChild(wrapper);
+      } else {
+        preview.appendChild(bubble);
+      }
+      var counter = document.getElementById("dm-text-count");
+      if (counter && textField) {
+        var limit = titles.length ? 640 : 1000;
+        counter.textContent = textField.value.length + " / " + limit + " characters";
+        counter.className = textField.value.length > limit ? "field-error" : "help";
+      }
+    }
+    form.addEventListener("input", update);
+    document.addEventListener("rf:changed", update);
+    update();
+  }
+
+  function setup(root) {
+    $all("input[data-token-feedback], textarea[data-token-feedback]", root).forEach(setupTokenField);
+    $all("[data-repeat-template]", root).forEach(setupRepeat);
+    $all("form[data-rule-form]", root).forEach(function (form) {
+      setupPostsMode(form);
+      setupMatchMode(form);
+      setupDmPreview(form);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { setup(document); });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.target instanceof Element) { setup(event.target); }
+  });
+})();
