@@ -17,6 +17,7 @@ from replyflow.db import ping
 from replyflow.errors import NotFound, ReplyflowError, ValidationFailed
 from replyflow.logging import get_logger, register_secrets
 from replyflow.runtime import Runtime, set_current
+from replyflow.webhooks.api import WebhookFastPath
 
 log = get_logger("replyflow.app")
 
@@ -27,6 +28,7 @@ ROUTER_MODULES = (
     "replyflow.automation.api",
     "replyflow.conversations.api",
     "replyflow.analytics.api",
+    "replyflow.monitoring.api",
     "replyflow.web.views",
 )
 
@@ -134,6 +136,8 @@ def create_app(
     app.state.session_factory = app.state.runtime.session_factory
     app.state.shutdown_hooks = []  # async callables run after the worker stops
 
+    # Webhook deliveries (the hot path) bypass routing; see WebhookFastPath.
+    app.add_middleware(WebhookFastPath)
     app.add_exception_handler(ReplyflowError, _replyflow_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
