@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "replyflow.automation.cli",
     "replyflow.sandbox.cli",
     "replyflow.web.cli",
+    "replyflow.analytics.cli",
 )
 
 

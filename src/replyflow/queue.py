@@ -35,6 +35,7 @@ _JOB_MODULES = (
     "replyflow.accounts.tasks",
     "replyflow.automation.tasks",
     "replyflow.conversations.tasks",
+    "replyflow.analytics.tasks",
 )
 
 
