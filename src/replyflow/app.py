@@ -17,7 +17,6 @@ from replyflow.db import ping
 from replyflow.errors import NotFound, ReplyflowError, ValidationFailed
 from replyflow.logging import get_logger, register_secrets
 from replyflow.runtime import Runtime, set_current
-from replyflow.webhooks.api import WebhookFastPath
 
 log = get_logger("replyflow.app")
 
@@ -136,8 +135,6 @@ def create_app(
     app.state.session_factory = app.state.runtime.session_factory
     app.state.shutdown_hooks = []  # async callables run after the worker stops
 
-    # Webhook deliveries (the hot path) bypass routing; see WebhookFastPath.
-    app.add_middleware(WebhookFastPath)
     app.add_exception_handler(ReplyflowError, _replyflow_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

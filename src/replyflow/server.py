@@ -6,6 +6,7 @@ import uvicorn
 
 from replyflow.config import Settings
 from replyflow.db import migrate
+from replyflow.webhooks.api import WebhookFastPath
 
 
 def serve(settings: Settings, *, host: str, port: int, run_worker: bool) -> None:
@@ -15,7 +16,7 @@ def serve(settings: Settings, *, host: str, port: int, run_worker: bool) -> None
         migrate(settings.database_url)
     app = create_app(settings, run_worker=run_worker)
     config = uvicorn.Config(
-        app,
+        WebhookFastPath(app),
         host=host,
         port=port,
         log_config=None,
