@@ -66,7 +66,11 @@ def test_configured_secrets_are_masked_everywhere() -> None:
 def test_stdlib_loggers_pass_through_redaction() -> None:
     stream = io.StringIO()
     configure_logging(level="INFO", json=True, stream=stream)
-    logging.getLogger("uvicorn.error").warning("GET /x?access_token=%s failed", USER_TOKEN)
+    # A logger of our own: other tests may run uvicorn in-process, which reconfigures uvicorn's loggers.
+    third_party = logging.getLogger("thirdparty.http")
+    third_party.propagate = True
+    third_party.disabled = False
+    third_party.warning("GET /x?access_token=%s failed", USER_TOKEN)
     assert USER_TOKEN not in stream.getvalue()
     assert "access_token=[redacted]" in stream.getvalue()
 
