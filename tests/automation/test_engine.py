@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import select
 
 from replyflow.automation.models import RunStatus, SendState
+from replyflow.conversations.models import TrackedLink
 
 from .world import World
 
@@ -352,7 +354,14 @@ def test_buttons_go_out_as_a_button_template(world: World) -> None:
     message = world.outbox("private_reply", comment_id=comment_id)[0].body["message"]
     payload = message["attachment"]["payload"]
     assert payload["template_type"] == "button"
-    assert payload["buttons"] == [{"type": "web_url", "url": "https://shop.example/x", "title": "Open shop"}]
+    (button,) = payload["buttons"]
+    assert (button["type"], button["title"]) == ("web_url", "Open shop")
+    # The link goes through our redirect (which counts the click) and the run keeps what was sent.
+    assert button["url"].startswith(f"{world.runtime.settings.public_url}/r/")
+    with world.runtime.session() as session:
+        link = session.scalar(select(TrackedLink).where(TrackedLink.url == "https://shop.example/x"))
+        assert link is not None and button["url"].endswith(f"/r/{link.code}")
+    assert world.run_for(comment_id).dm_message == message
 
 
 def test_quick_replies_carry_a_payload_naming_the_run(world: World) -> None:

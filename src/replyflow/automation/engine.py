@@ -32,6 +32,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from replyflow.accounts.health import mark_token_invalid
@@ -62,6 +63,8 @@ from replyflow.automation.schemas import RuleSpec
 from replyflow.automation.sql import insert_ignore
 from replyflow.automation.templates import template_variables
 from replyflow.automation.window import private_reply_deadline
+from replyflow.conversations.links import track_message
+from replyflow.conversations.service import record_private_reply
 from replyflow.errors import ReplyflowError
 from replyflow.graph.client import GraphClient
 from replyflow.graph.errors import (
@@ -757,26 +760,42 @@ class Engine:
                 changes={"status": RunStatus.WAITING_QUOTA.value},
                 outcome=Outcome.WAITING_QUOTA,
             )
-        variables = template_variables(username=run.username, first_name=None, keyword=run.matched_keyword)
-        try:
-            text, message = build_message(spec.private_reply, variables, run_id=run.id)
-        except ReplyflowError as exc:
-            self.gate.release(account_id=account.id, key=f"{run.id}:dm{attempt}")
-            raise self._finish(
-                lease, RunStatus.FAILED, step="failed", reason=RunFailure.INVALID_REQUEST.value, detail=exc.message
-            ) from None
         uncertain_before = run.dm_state in UNCERTAIN
+        resend = uncertain_before and run.dm_text is not None and run.dm_message is not None
+        if resend:
+            # An earlier attempt may have reached the person: send exactly that message again (same links),
+            # even if the rule was edited since.
+            text, message = run.dm_text or "", dict(run.dm_message or {})
+        else:
+            variables = template_variables(username=run.username, first_name=None, keyword=run.matched_keyword)
+            try:
+                text, message = build_message(spec.private_reply, variables, run_id=run.id)
+            except ReplyflowError as exc:
+                self.gate.release(account_id=account.id, key=f"{run.id}:dm{attempt}")
+                raise self._finish(
+                    lease, RunStatus.FAILED, step="failed", reason=RunFailure.INVALID_REQUEST.value, detail=exc.message
+                ) from None
+
+        def store_message(session: Session, stored: Run, _account: Account) -> None:
+            nonlocal message
+            if not resend:
+                # Link buttons go out as /r/{code}; codes are kept per (run, URL), so a rebuilt message gets the same.
+                message = track_message(
+                    session=session, run_or_thread=stored, message=message, public_url=self.runtime.settings.public_url
+                )
+            stored.dm_message = message
+
         self._write(
             lease,
             changes={
                 "dm_state": SendState.ATTEMPTING.value,
                 "dm_attempts": attempt,
                 "dm_text": text,
-                "dm_message": message,
                 "status": RunStatus.PUBLIC_REPLIED.value,
             },
             step="dm_attempt",
             data={"attempt": attempt, "reconciling": uncertain_before},
+            apply=store_message,
         )
 
         async def work(client: GraphClient, token: Any) -> SendResult:
@@ -826,6 +845,18 @@ class Engine:
         self, lease: _Lease, snap: _Snapshot, *, message_id: str | None, recipient_id: str | None, reconciled: bool
     ) -> _Stop:
         now = self.now()
+
+        def record_thread(session: Session, run: Run, _account: Account) -> None:
+            # The conversation starts now, before Meta's echo arrives. The thread can be rebuilt from the run
+            # (conversations.sync), so a failure here must never undo the record that the DM was sent.
+            try:
+                with session.begin_nested():
+                    record_private_reply(session=session, run=run)
+            except OperationalError:
+                raise
+            except Exception as exc:
+                log.error("conversation_record_failed", run_id=run.id, error=exc, exc_info=exc)
+
         self._write(
             lease,
             changes={
@@ -843,6 +874,7 @@ class Engine:
                 else None
             ),
             data={"message_id": message_id, "reconciled": reconciled},
+            apply=record_thread,
         )
         log.info(
             "private_reply_sent",
