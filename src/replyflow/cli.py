@@ -82,10 +82,17 @@ def serve(host: str, port: int, no_worker: bool) -> None:
 
 @main.command()
 @click.option("--concurrency", default=None, type=click.IntRange(1, 64), help="Worker threads (default from config).")
-def worker(concurrency: int | None) -> None:
+@click.option(
+    "--metrics-port",
+    default=None,
+    type=click.IntRange(1, 65535),
+    help="Expose this worker's own counters (Graph calls, webhook events) on http://127.0.0.1:PORT/metrics.",
+)
+def worker(concurrency: int | None, metrics_port: int | None) -> None:
     """Run a worker process only (for scale-out); stops cleanly on SIGTERM."""
     settings = load_settings_or_exit()
     from replyflow.db import migrate as run_migrations
+    from replyflow.monitoring import metrics
     from replyflow.runtime import Runtime
     from replyflow.worker import run_forever
 
@@ -93,6 +100,14 @@ def worker(concurrency: int | None) -> None:
         run_migrations(settings.database_url)
     runtime = Runtime(settings)
     _verify_keys_or_exit(runtime)
+    metrics.install_graph_observer()
+    if metrics_port is not None:
+        try:
+            metrics.serve_worker_metrics(port=metrics_port)
+        except OSError as exc:
+            runtime.close()
+            click.echo(f"replyflow: cannot serve worker metrics on port {metrics_port}: {exc.strerror}", err=True)
+            sys.exit(1)
     try:
         run_forever(runtime, concurrency=concurrency or settings.worker_concurrency)
     finally:

@@ -135,3 +135,31 @@ def test_media_with_a_dead_token_marks_the_account(
 
 def test_media_of_an_unknown_account_is_404(client: TestClient, auth_headers: dict[str, str]) -> None:
     assert client.get("/api/accounts/acc_missing/media", headers=auth_headers).status_code == 404
+
+
+def test_list_and_get_carry_the_accounts_alerts(
+    client: TestClient, auth_headers: dict[str, str], sandbox: SandboxState, demo: DemoWorld, runtime: Runtime
+) -> None:
+    import datetime as dt
+
+    from replyflow.accounts.models import Account
+    from replyflow.db import utcnow
+
+    account_id = connect(client, auth_headers, user_token(sandbox, demo), page_id=demo.page_id).account["id"]
+    listed = client.get("/api/accounts", headers=auth_headers).json()["items"]
+    assert [a["alerts"] for a in listed] == [[]]  # freshly connected: nothing to act on
+
+    with runtime.session() as session:
+        account = session.get(Account, account_id)
+        assert account is not None
+        account.token_expires_at = utcnow() + dt.timedelta(days=2)
+        account.webhooks_subscribed = False
+    [listed_account] = client.get("/api/accounts", headers=auth_headers).json()["items"]
+    one = client.get(f"/api/accounts/{account_id}", headers=auth_headers).json()
+    assert one["alerts"] == listed_account["alerts"]
+    assert [(a["code"], a["severity"]) for a in one["alerts"]] == [
+        ("token_expiring", "warning"),
+        ("webhooks_not_subscribed", "warning"),
+    ]
+    expiring = one["alerts"][0]
+    assert expiring["account_id"] == account_id and expiring["hint"] and demo.username in expiring["message"]

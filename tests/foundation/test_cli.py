@@ -101,6 +101,42 @@ def test_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_worker_serves_its_own_metrics(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*REPLYFLOW, "worker", "--concurrency", "1", "--metrics-port", str(port)],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                resp = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert resp.status_code == 200
+        families = {f.name: f for f in text_string_to_metric_families(resp.text)}
+        assert families["replyflow_graph_request_duration_seconds"].type == "histogram"
+        assert {"replyflow_webhook_deliveries", "replyflow_webhook_events"} <= set(families)
+        # Only this process's series: the database gauges belong to the app's /metrics.
+        assert "replyflow_runs" not in families
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+    finally:
+        proc.kill()
+
+
+@pytest.mark.slow
 def test_serve_answers_healthz(tmp_path: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(

@@ -116,7 +116,9 @@ def test_runs_by_status_come_from_the_database(client: TestClient, seeded: Seede
     assert value(samples, "replyflow_runs", account_id=a, status="waiting_quota") == 1
     # Finished runs come from the analytics rollup: 4 + 2 done on 1-2 March, 2 on 27 February.
     assert value(samples, "replyflow_runs", account_id=a, status="done") == 8
-    assert value(samples, "replyflow_runs", account_id=a, status="skipped") == 6
+    # Skipped: the seeded set has 6, one of them the account's own comment, which the rollup leaves out
+    # (replies we post come back as comments; they are not audience activity).
+    assert value(samples, "replyflow_runs", account_id=a, status="skipped") == 5
     assert value(samples, "replyflow_runs", account_id=a, status="failed") == 2
 
 

@@ -27,6 +27,7 @@ TESTED = {
     "messages__echo.json",
     "messages__quick_reply.json",
     "messages__attachment.json",
+    "messages__deleted.json",
     "messaging_postbacks__button.json",
     "messaging_seen__read.json",
     "page__feed_comment.json",
@@ -140,6 +141,25 @@ def test_messages__attachment(client: TestClient, runtime: Runtime, account: Acc
     assert attachment.url is not None and attachment.url.startswith("https://lookaside.fbsbx.com/")
     assert event.text is None
     assert event.reply_to_mid is not None and event.reply_to_mid.endswith("ODgwMQZDZD")
+
+
+def test_messages__deleted(client: TestClient, runtime: Runtime, account: Account, consumers: Consumers) -> None:
+    """An unsend repeats the message's mid with ``is_deleted``: it is a new update, not a redelivery of the message."""
+    [original] = _deliver(client, runtime, "messages__text.json")
+    body = fixture_bytes("messages__deleted.json")
+    for _ in range(2):  # the second one is Meta redelivering the unsend
+        assert client.post(URL, content=body, headers=signed_headers(body)).status_code == 200
+        service.drain(runtime=runtime)
+    first, unsend, again = events(runtime)
+    assert first.id == original.id and first.natural_key == f"message:{original.payload['mid']}"
+    assert (unsend.status, unsend.field, unsend.kind) == ("dispatched", "messages", "message")
+    assert unsend.natural_key == f"{first.natural_key}:deleted"
+    assert again.status == "duplicate" and again.reason is not None and unsend.id in again.reason
+    text, deleted = consumers.of_kind("messaging")
+    assert isinstance(deleted, MessageEvent)
+    assert deleted.is_deleted and not text.is_deleted
+    assert deleted.mid == text.mid and deleted.text is None
+    assert deleted.timestamp == dt.datetime(2025, 11, 29, 7, 25, tzinfo=dt.UTC)
 
 
 def test_messaging_postbacks__button(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from html import escape
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
 
 from replyflow.accounts import errors, oauth, repository, service
 from replyflow.accounts.crypto import TokenCipher, cipher_for
@@ -31,6 +31,8 @@ from replyflow.db import SessionDep, utcnow
 from replyflow.errors import PayloadTooLarge, ReplyflowError, ValidationFailed
 from replyflow.graph.errors import GraphError, TokenInvalid
 from replyflow.graph_access import GraphDep
+from replyflow.monitoring.alerts import account_alerts
+from replyflow.monitoring.schemas import AlertOut
 from replyflow.pagination import ListPage, paginate
 from replyflow.workspaces.auth import CurrentWorkspace
 
@@ -84,8 +86,17 @@ async def read_body(request: Request, model: type[M]) -> M:
 # -- accounts ----------------------------------------------------------------------------------------------
 
 
+def _with_alerts(session: Session, account: Account, request: Request) -> AccountOut:
+    """The account with its open alerts (a few small queries: token, webhooks, one or two per enabled rule, quota)."""
+    out = AccountOut.of(account)
+    found = account_alerts(session=session, account=account, quota=request.app.state.settings.private_reply_quota)
+    out.alerts = [AlertOut.of(alert) for alert in found]
+    return out
+
+
 @router.get("/api/accounts", response_model=ListPage[AccountOut])
 def list_accounts(
+    request: Request,
     session: SessionDep,
     workspace: CurrentWorkspace,
     cursor: str | None = None,
@@ -93,12 +104,13 @@ def list_accounts(
 ) -> ListPage[AccountOut]:
     query = repository.connected_accounts_query(workspace_id=workspace.id)
     rows, next_cursor = paginate(session, query, id_column=Account.id, cursor=cursor, limit=limit, descending=False)
-    return ListPage[AccountOut](items=[AccountOut.of(a) for a in rows], next_cursor=next_cursor)
+    return ListPage[AccountOut](items=[_with_alerts(session, a, request) for a in rows], next_cursor=next_cursor)
 
 
 @router.get("/api/accounts/{account_id}", response_model=AccountOut)
-def get_account(account_id: str, session: SessionDep, workspace: CurrentWorkspace) -> AccountOut:
-    return AccountOut.of(repository.get_account(session=session, workspace_id=workspace.id, account_id=account_id))
+def get_account(account_id: str, request: Request, session: SessionDep, workspace: CurrentWorkspace) -> AccountOut:
+    account = repository.get_account(session=session, workspace_id=workspace.id, account_id=account_id)
+    return _with_alerts(session, account, request)
 
 
 @router.delete("/api/accounts/{account_id}", status_code=204)
@@ -249,15 +261,10 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
-def _error_page(error: ReplyflowError) -> HTMLResponse:
-    html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Connecting failed · replyflow</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}
-code{{background:#f3f3f3;padding:0 .3em}}a{{color:#1766c2}}</style></head>
-<body><h1>Connecting with Facebook did not work</h1><p>{escape(error.message)}</p><p>{escape(error.hint)}</p>
-<p><small>Error code: <code>{escape(error.error_code)}</code></small></p>
-<p><a href="{escape(oauth.INTEGRATIONS_PATH)}">Back to replyflow</a></p></body></html>"""
-    return HTMLResponse(html, status_code=error.http_status, headers={"Cache-Control": "no-store"})
+def _error_redirect(error: ReplyflowError) -> RedirectResponse:
+    """A browser goes back to the Integrations page, which explains the (stable) code in plain words."""
+    url = f"{oauth.INTEGRATIONS_PATH}?oauth_error={oauth.browser_error_code(error)}#step-connect"
+    return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
 
 
 @router.get(oauth.CALLBACK_PATH, include_in_schema=False)
@@ -278,7 +285,7 @@ async def oauth_callback(request: Request, graph: GraphDep, cipher: CipherDep) -
         )
     except ReplyflowError as exc:
         response: Response = (
-            JSONResponse(exc.to_dict(), status_code=exc.http_status) if _wants_json(request) else _error_page(exc)
+            JSONResponse(exc.to_dict(), status_code=exc.http_status) if _wants_json(request) else _error_redirect(exc)
         )
         oauth.clear_oauth_cookie(response, settings=settings)
         return response

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from replyflow.monitoring.schemas import AlertOut
+
 _MAX_ID = 64
 
 
@@ -116,6 +118,9 @@ class AccountOut(BaseModel):
     last_webhook_at: dt.datetime | None = None
     problems: list[ProblemOut] = []
     health: dict[str, Any] = {}
+    alerts: list[AlertOut] = Field(
+        default=[], description="Open alerts (tokens, webhooks, failing rules, quota), most severe first."
+    )
     created_at: dt.datetime
 
     @classmethod

@@ -18,6 +18,7 @@ answer raises ``OutcomeUnknown`` and the caller reconciles.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -30,7 +31,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from replyflow.errors import ConfigurationError
+from replyflow.errors import ConfigurationError, ReplyflowError
 from replyflow.graph.errors import GraphError, OutcomeUnknown, TransientError, classify, sanitize
 from replyflow.graph.types import (
     AccessToken,
@@ -84,6 +85,43 @@ def token_fingerprint(token: Token) -> str:
     """A short, irreversible name for a token, so usage and logs can say whose it was without holding it."""
     raw = token.get_secret_value() if isinstance(token, SecretStr) else token
     return hashlib.sha256(b"replyflow-token:" + raw.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class GraphCallRecord:
+    """One finished call as observers see it: what was called and how it ended, never ids or tokens."""
+
+    endpoint: str  # the client method, e.g. ``send_private_reply`` (one per URL template)
+    method: Literal["GET", "POST"]
+    outcome: str  # ``ok``, or the ``code`` of the error raised (``meta_rate_limited``, ...)
+    seconds: float
+
+
+CallObserver = Callable[[GraphCallRecord], None]
+_call_observers: list[CallObserver] = []
+
+
+def add_call_observer(observer: CallObserver) -> None:
+    """Have ``observer`` called after every Graph call of every client in this process (adding twice is a no-op).
+
+    Observers run on the event loop after the call: they must be quick. An observer that raises is logged, never
+    propagated to the caller.
+    """
+    if observer not in _call_observers:
+        _call_observers.append(observer)
+
+
+def remove_call_observer(observer: CallObserver) -> None:
+    if observer in _call_observers:
+        _call_observers.remove(observer)
+
+
+def _notify_observers(record: GraphCallRecord) -> None:
+    for observer in tuple(_call_observers):
+        try:
+            observer(record)
+        except Exception:  # metrics must never turn a call's result into a different one
+            log.exception("graph_call_observer_failed", endpoint=record.endpoint)
 
 
 @dataclass(frozen=True)
@@ -521,6 +559,28 @@ class GraphClient:
 
     async def _request(self, call: _Call) -> dict[str, Any]:
         """Send one call and return its JSON object, or raise the ``GraphError`` that says what happened."""
+        if not _call_observers:
+            return await self._exchange(call)
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            body = await self._exchange(call)
+            outcome = "ok"
+            return body
+        except ReplyflowError as exc:
+            outcome = exc.error_code
+            raise
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            _notify_observers(
+                GraphCallRecord(
+                    endpoint=call.endpoint, method=call.method, outcome=outcome, seconds=time.monotonic() - started
+                )
+            )
+
+    async def _exchange(self, call: _Call) -> dict[str, Any]:
         secrets = [s for s in (call.token, self._app_secret) if s]
         headers: dict[str, str] = {}
         params = dict(call.params)
@@ -722,9 +782,13 @@ def _unexpected(endpoint: str, what: str) -> GraphError:
 __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
+    "CallObserver",
+    "GraphCallRecord",
     "GraphClient",
     "Token",
     "UsageListener",
+    "add_call_observer",
     "appsecret_proof",
+    "remove_call_observer",
     "token_fingerprint",
 ]

@@ -17,6 +17,8 @@ from replyflow.pagination import ListPage
 from replyflow.workspaces.auth import CurrentWorkspace
 
 router = APIRouter(tags=["monitoring"])
+# Every app includes this router, so importing it is "the app starts": its Graph calls become metrics.
+metrics.install_graph_observer()
 
 
 def _registry(request: Request) -> CollectorRegistry:

@@ -87,7 +87,8 @@ class DatabaseCollector(Collector):
 
         live = GaugeMetricFamily(
             "replyflow_runs",
-            "Runs by account and status: live counts for unfinished statuses, the analytics rollup for final ones.",
+            "Runs by account and status: live counts for unfinished statuses, the analytics rollup for final ones "
+            "(which leaves out the account's own comments).",
             labels=["account_id", "status"],
         )
         for account_id, status, count in session.execute(

@@ -24,6 +24,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from replyflow.graph.client import GraphCallRecord
     from replyflow.runtime import Runtime
 
 PROCESS_REGISTRY = CollectorRegistry()
@@ -83,8 +84,26 @@ def observe_graph_call(*, endpoint: str, outcome: str, seconds: float) -> None:
     GRAPH_REQUEST_SECONDS.labels(endpoint=_label(endpoint), outcome=_label(outcome)).observe(max(0.0, seconds))
 
 
+def _observe_graph_record(record: GraphCallRecord) -> None:
+    observe_graph_call(endpoint=record.endpoint, outcome=record.outcome, seconds=record.seconds)
+
+
+def install_graph_observer() -> None:
+    """Feed every Graph call of this process into :data:`GRAPH_REQUEST_SECONDS` (idempotent; app and worker start)."""
+    from replyflow.graph.client import add_call_observer
+
+    add_call_observer(_observe_graph_record)
+
+
+# The webhook POST is the hot path: resolve each result's child once (``labels()`` costs several times ``inc()``).
+_delivery_counters: dict[str, Counter] = {}
+
+
 def observe_webhook_delivery(*, result: str) -> None:
-    WEBHOOK_DELIVERIES.labels(result=_label(result)).inc()
+    counter = _delivery_counters.get(result)
+    if counter is None:
+        counter = _delivery_counters.setdefault(result, WEBHOOK_DELIVERIES.labels(result=_label(result)))
+    counter.inc()
 
 
 def observe_webhook_event(*, field: str, result: str) -> None:

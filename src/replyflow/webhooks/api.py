@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from replyflow.errors import Forbidden, NotAuthenticated, PayloadTooLarge, ReplyflowError, ValidationFailed
 from replyflow.logging import get_logger
+from replyflow.monitoring.metrics import observe_webhook_delivery
 from replyflow.webhooks.signature import SIGNATURE_HEADER, safe_challenge, verify_signature, verify_token_matches
 from replyflow.webhooks.waker import Waker
 from replyflow.webhooks.writer import DeliveryWriter
@@ -114,24 +115,30 @@ async def receive_delivery(request: Request) -> Response:
     inbox = _inbox(request)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > inbox.max_body:
+        observe_webhook_delivery(result="too_large")
         return _too_large(inbox.max_body)
     signature = request.headers.get(SIGNATURE_HEADER)
     if not signature:
         log.warning("webhook_signature_missing")
+        observe_webhook_delivery(result="invalid_signature")
         return _bad_signature()
     try:
         body = await _read_body(request, inbox.max_body)
     except ClientDisconnect:
+        observe_webhook_delivery(result="client_disconnected")
         return Response(status_code=400)  # nobody is listening; nothing was stored
     if body is None:
+        observe_webhook_delivery(result="too_large")
         return _too_large(inbox.max_body)
     secret_index = verify_signature(body, signature, inbox.secrets)
     if secret_index is None:
         log.warning("webhook_signature_mismatch", body_size=len(body))
+        observe_webhook_delivery(result="invalid_signature")
         return _bad_signature()
     try:
         delivery_id = await inbox.writer.store(body=body, secret_index=secret_index)
     except Exception:  # logged by the writer. Not stored, so not acknowledged: Meta retries for 36 hours.
+        observe_webhook_delivery(result="storage_error")
         return _error(
             ReplyflowError(
                 "The delivery could not be stored.",
@@ -140,6 +147,7 @@ async def receive_delivery(request: Request) -> Response:
                 hint="Check that the database is reachable; Meta will retry.",
             )
         )
+    observe_webhook_delivery(result="stored")
     inbox.waker.notify()
     return Response(
         b'{"status":"received","delivery_id":%d}' % delivery_id,

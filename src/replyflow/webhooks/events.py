@@ -112,6 +112,9 @@ class MessageEvent(_Event):
 
     @property
     def natural_key(self) -> str:
+        # An unsend comes as an update with the original mid: it is news, not a redelivery of that message.
+        if self.is_deleted:
+            return natural_key("message", self.mid, "deleted")
         return natural_key("message", self.mid)
 
     @property

@@ -26,6 +26,7 @@ from replyflow.db import utcnow
 from replyflow.errors import NotFound, ValidationFailed
 from replyflow.ids import new_id
 from replyflow.logging import get_logger, redact_text
+from replyflow.monitoring.metrics import observe_webhook_event
 from replyflow.runtime import Runtime
 from replyflow.webhooks import dispatch as consumers
 from replyflow.webhooks.events import (
@@ -59,6 +60,12 @@ class ProcessResult:
     skipped_count: int = 0
     new_event_ids: list[str] = field(default_factory=list)  # pending, to dispatch after commit
     redispatch_ids: list[str] = field(default_factory=list)  # originals re-opened by a forced replay
+    # (webhook field, row status) of every event row written, counted once the transaction has committed.
+    event_results: list[tuple[str, str]] = field(default_factory=list)
+
+    def observe(self) -> None:
+        for field_name, status in self.event_results:
+            observe_webhook_event(field=field_name, result=status)
 
 
 @dataclass
@@ -123,10 +130,12 @@ def process_delivery(
             )
             if insert_event_if_new(session, row):
                 result.event_count += 1
+                result.event_results.append((row["field"], row["status"]))
                 if row["status"] == EventStatus.PENDING.value and available.get(row["kind"], False):
                     result.new_event_ids.append(row["id"])
                 continue
             result.duplicate_count += 1
+            result.event_results.append((row["field"], EventStatus.DUPLICATE.value))
             original = session.scalar(select(WebhookEvent).where(WebhookEvent.dedupe_key == row["dedupe_key"]))
             original_id = original.id if original is not None else "an earlier event"
             insert_event(
@@ -348,6 +357,8 @@ def process_and_dispatch(*, runtime: Runtime, delivery_id: int) -> ProcessResult
     except Exception as exc:
         _record_processing_error(runtime=runtime, delivery_id=delivery_id, error=exc)
         return None
+    if result is not None:
+        result.observe()
     if result is not None and result.new_event_ids:
         dispatch_events(runtime=runtime, event_ids=result.new_event_ids)
     return result
@@ -489,6 +500,7 @@ def replay_delivery(*, runtime: Runtime, delivery_id: int, force: bool = False) 
             raise NotFound(f"No stored delivery {delivery_id}.", hint="List deliveries with 'replyflow events list'.")
         result = process_delivery(session=session, delivery_id=delivery_id, replay=True, force=force)
     assert result is not None
+    result.observe()
     dispatch_events(runtime=runtime, event_ids=[*result.new_event_ids, *result.redispatch_ids])
     return result
 
