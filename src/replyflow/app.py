@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from replyflow.config import Settings, get_settings
@@ -74,8 +74,46 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(error)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+#: Machine clients live here: they always get the JSON error shape, whatever they accept.
+_API_PREFIXES = ("/api/", "/webhooks/")
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser (it asks for HTML) outside the API: it gets a readable page instead of JSON."""
+    path = request.url.path
+    if path.startswith(_API_PREFIXES) or path.rstrip("/") in ("/api", "/webhooks"):
+        return False
+    return "text/html" in request.headers.get("accept", "").lower()
+
+
+def _error_page(request: Request, status: int) -> Response | None:
+    """The dashboard's calm error page for a 404 or 405 (None when the dashboard is not installed)."""
+    try:
+        rendering = importlib.import_module("replyflow.web.rendering")
+    except ModuleNotFoundError:
+        return None
+    if status == 404:
+        problem = rendering.not_found_problem()
+    else:
+        problem = rendering.Problem(
+            405,
+            "Not possible here",
+            "This address cannot be used this way.",
+            "Go back and use the buttons and links of the page, or the menu.",
+        )
+    response: Response = rendering.error_page(request, problem)
+    rendering.add_security_headers(response, request.app.state.settings)
+    return response
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code in (404, 405) and _wants_page(request):
+        page = _error_page(request, exc.status_code)
+        if page is not None:
+            if exc.status_code == 405 and exc.headers:
+                page.headers.update(exc.headers)  # keep Allow
+            return page
     if exc.status_code == 404:
         return error_response(NotFound("There is nothing at this address.", hint="Check the URL."))
     if exc.status_code == 405:

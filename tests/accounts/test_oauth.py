@@ -60,6 +60,17 @@ def _callback_path(location: str) -> str:
     return f"{parts.path}?{parts.query}"
 
 
+def _oauth_error(response: Any) -> str:
+    """The code a browser is sent back to the Integrations page with (it explains it; see the web tests)."""
+    assert response.status_code == 302, response.text
+    location: str = response.headers["location"]
+    target = urlsplit(location)
+    assert target.path == "/app/integrations" and target.fragment == "step-connect"
+    assert response.headers["cache-control"] == "no-store"
+    (code,) = parse_qs(target.query)["oauth_error"]
+    return code
+
+
 def _count(runtime: Runtime, model: Any) -> int:
     with runtime.session() as session:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
@@ -106,7 +117,9 @@ def test_connect_with_facebook_end_to_end(
 
     # The state is single-use and stored only hashed.
     replay = client.get(_callback_path(location), follow_redirects=False)
-    assert replay.status_code == 400 and "already used" in replay.text
+    assert _oauth_error(replay) == "oauth_state_used"
+    replay_json = client.get(_callback_path(location), headers={"Accept": "application/json"})
+    assert replay_json.status_code == 400 and "already used" in error_of(replay_json)["message"]
     db = Path(settings.database_url.removeprefix("sqlite:///"))
     stored = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
     assert state.encode() not in stored
@@ -130,8 +143,7 @@ def test_cancelled_dialog_stores_nothing(
 
     response = client.get(_callback_path(location), follow_redirects=False)
 
-    assert response.status_code == 400
-    assert "cancelled" in response.text and "text/html" in response.headers["content-type"]
+    assert _oauth_error(response) == "oauth_denied"
     assert _count(runtime, TokenConversion) == 0
 
 
@@ -146,7 +158,7 @@ def test_callback_in_another_browser_is_refused(
     assert error_of(response)["code"] == "oauth_browser_mismatch"
     assert _count(runtime, TokenConversion) == 0
     # Spent: even the right browser cannot use it afterwards.
-    assert client.get(_callback_path(location), follow_redirects=False).status_code == 400
+    assert _oauth_error(client.get(_callback_path(location), follow_redirects=False)) == "oauth_state_used"
 
 
 def test_expired_state_is_refused(
@@ -170,6 +182,20 @@ def test_unknown_state_is_refused(client: TestClient, runtime: Runtime, query: s
     assert response.status_code == 400
     assert error_of(response)["code"] == "oauth_state_invalid"
     assert "AQxyz" not in response.text
+    assert _count(runtime, TokenConversion) == 0
+
+
+def test_a_refused_callback_sends_the_browser_back_with_a_stable_code(client: TestClient, runtime: Runtime) -> None:
+    client.cookies.set(OAUTH_COOKIE, "nonce", path="/oauth/facebook")
+    response = client.get(
+        "/oauth/facebook/callback?code=AQxyz&state=forged&error_description=%3Cscript%3E",
+        headers={"Accept": "text/html,application/xhtml+xml"},
+        follow_redirects=False,
+    )
+    assert _oauth_error(response) == "oauth_state_invalid"
+    # Nothing of the query travels on, and the flow's cookie is cleared.
+    assert "AQxyz" not in response.headers["location"] and "script" not in response.headers["location"]
+    assert f"{OAUTH_COOKIE}=" in response.headers["set-cookie"] and "Max-Age=0" in response.headers["set-cookie"]
     assert _count(runtime, TokenConversion) == 0
 
 

@@ -26,10 +26,11 @@ def test_totals_are_exact(client: TestClient, seeded: Seeded) -> None:
     body = _get(client, seeded)
     assert (body["from"], body["to"], body["timezone"]) == ("2026-03-01", "2026-03-03", "UTC")
     assert body["totals"] == {
-        "comments_seen": 19,
+        # The account's own comment (a skipped run with reason own_comment) counts nowhere.
+        "comments_seen": 18,
         "matched": 12,
-        "skipped": 7,
-        "skipped_by_reason": {"no_keyword": 4, "post_not_targeted": 2, "own_comment": 1},
+        "skipped": 6,
+        "skipped_by_reason": {"no_keyword": 4, "post_not_targeted": 2},
         "public_replies": 9,
         "dms_sent": 9,
         "dm_failures": 2,
@@ -64,16 +65,16 @@ def test_per_rule_per_post_and_per_day(client: TestClient, seeded: Seeded) -> No
     assert rules["Price"]["in_progress"] == 1 and rules["Price"]["dms_sent"] == 2
     assert rules["Recipe"]["public_replies"] == 0 and rules["Recipe"]["dms_sent"] == 3
     no_rule = rules["(no rule)"]
-    assert no_rule["rule_id"] is None and no_rule["skipped"] == 7 and no_rule["matched"] == 0
+    assert no_rule["rule_id"] is None and no_rule["skipped"] == 6 and no_rule["matched"] == 0
 
     posts = {(row["account_id"], row["media_id"]): row["comments_seen"] for row in body["by_post"]}
     assert posts == {
-        (seeded.accounts["a"], "m1"): 10,
+        (seeded.accounts["a"], "m1"): 9,
         (seeded.accounts["a"], "m2"): 5,
         (seeded.accounts["b"], "m3"): 4,
     }
     days = [(row["day"], row["comments_seen"], row["dms_sent"], row["skipped"]) for row in body["by_day"]]
-    assert days == [("2026-03-01", 10, 4, 4), ("2026-03-02", 8, 5, 2), ("2026-03-03", 1, 0, 1)]
+    assert days == [("2026-03-01", 9, 4, 3), ("2026-03-02", 8, 5, 2), ("2026-03-03", 1, 0, 1)]
 
 
 def test_filters_by_account_rule_post_and_range(client: TestClient, seeded: Seeded) -> None:
@@ -86,14 +87,14 @@ def test_filters_by_account_rule_post_and_range(client: TestClient, seeded: Seed
     assert [row["rule_name"] for row in price["by_rule"]] == ["Price"]
     assert (price["totals"]["time_to_dm_p50_seconds"], price["totals"]["time_to_dm_p95_seconds"]) == (3.0, 300.0)
 
-    assert _get(client, seeded, media_id="m1")["totals"]["comments_seen"] == 10
+    assert _get(client, seeded, media_id="m1")["totals"]["comments_seen"] == 9
 
     one_day = _get(client, seeded, **{"from": D2.isoformat(), "to": D2.isoformat()})
     assert one_day["totals"]["comments_seen"] == 8 and len(one_day["by_day"]) == 1
 
     # The two runs of 27 February are outside the range, and another workspace's runs are never counted.
     everything = _get(client, seeded, **{"from": "2026-02-01", "to": "2026-03-31"})
-    assert everything["totals"]["comments_seen"] == 21
+    assert everything["totals"]["comments_seen"] == 20
     assert len(everything["by_day"]) == 59
 
 
@@ -105,7 +106,7 @@ def test_csv_export(client: TestClient, seeded: Seeded) -> None:
     assert "attachment" in by_day.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(by_day.text)))
     assert [(r["day"], r["comments_seen"], r["dms_sent"]) for r in rows] == [
-        ("2026-03-01", "10", "4"),
+        ("2026-03-01", "9", "4"),
         ("2026-03-02", "8", "5"),
         ("2026-03-03", "1", "0"),
     ]
@@ -118,7 +119,7 @@ def test_csv_export(client: TestClient, seeded: Seeded) -> None:
     assert rules["(no rule)"]["rule_id"] == ""
     by_post = client.get("/api/analytics.csv", params={**RANGE, "group_by": "post"}, headers=headers)
     assert {r["media_id"]: r["comments_seen"] for r in csv.DictReader(io.StringIO(by_post.text))} == {
-        "m1": "10",
+        "m1": "9",
         "m2": "5",
         "m3": "4",
     }

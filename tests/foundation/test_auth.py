@@ -73,6 +73,28 @@ def test_error_shape_for_unknown_routes_and_methods(client: TestClient) -> None:
     assert _error(resp)["code"] == "method_not_allowed"
 
 
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def test_browsers_get_a_page_for_unknown_routes_and_methods_outside_the_api(client: TestClient) -> None:
+    missing = client.get("/nope", headers=BROWSER)
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert "Page not found" in missing.text and "There is nothing at this address." in missing.text
+    assert "frame-ancestors 'none'" in missing.headers["content-security-policy"]
+    wrong_method = client.delete("/healthz", headers=BROWSER)
+    assert wrong_method.status_code == 405 and wrong_method.headers["content-type"].startswith("text/html")
+    assert "cannot be used this way" in wrong_method.text and "GET" in wrong_method.headers["allow"]
+    # API and webhook clients keep the JSON error shape, even when they say they accept HTML.
+    for method, path, code in (
+        ("GET", "/api/nope", "not_found"),
+        ("GET", "/webhooks/nope", "not_found"),
+        ("DELETE", "/webhooks/instagram", "method_not_allowed"),
+    ):
+        resp = client.request(method, path, headers=BROWSER)
+        assert resp.headers["content-type"] == "application/json", path
+        assert _error(resp)["code"] == code, path
+
+
 def test_health_and_openapi(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")

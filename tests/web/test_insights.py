@@ -15,6 +15,7 @@ from replyflow.conversations.models import Thread, ThreadMessage
 from replyflow.conversations.service import record_private_reply
 from replyflow.runtime import Runtime
 from replyflow.web.charts import DayValues, Series, daily_bars, nice_ceiling
+from replyflow.workspaces import service as workspaces_service
 from tests.web.conftest import FULL_SCOPES, connect_demo, csrf_of, sign_in
 
 
@@ -82,15 +83,16 @@ def test_analytics_counts_funnels_and_reasons(
     page = live.get("/app/analytics?days=7")
     assert page.status_code == 200
     html = page.text
-    # The analytics service's numbers: 6 comments (one the account's own), 4 matched, 3 DMs, 1 failure.
+    # The analytics service's numbers: 5 follower comments (the account's own is not one), 4 matched, 3 DMs, 1 failure.
     for value, label in (
-        (6, "Comments received"),
-        (4, "Matched a rule (67%)"),
+        (5, "Comments received"),
+        (4, "Matched a rule (80%)"),
         (3, "DMs sent (1 failed)"),
     ):
         assert f'<div class="stat-value">{value}</div><div class="stat-label">{label}</div>' in html, label
     assert "The comment does not contain the rule" in html
     assert "only within 7 days" in html
+    assert "written by the account itself" not in html  # not a skipped comment either
     assert '<svg class="chart"' in html and html.count("<rect") == 7 * 3
     assert "Roast giveaway" in html and "Public replies" in html
 
@@ -109,7 +111,7 @@ def test_analytics_csv_is_a_clean_spreadsheet(
     # A rule name that looks like a formula is defused before it reaches a spreadsheet.
     assert "'=HYPERLINK(evil)" in rows and "=HYPERLINK(evil)" not in rows
     by_day = list(csv.DictReader(io.StringIO(live.get("/app/analytics/export.csv?days=7").text)))
-    assert len(by_day) == 7 and sum(int(row["comments_seen"]) for row in by_day) == 6
+    assert len(by_day) == 7 and sum(int(row["comments_seen"]) for row in by_day) == 5
     other = live.get("/app/analytics/export.csv?days=7&account_id=acc_not_mine")
     assert other.status_code == 200  # an unknown account is ignored, never someone else's numbers
 
@@ -170,7 +172,9 @@ def test_sandbox_panel_is_only_there_in_sandbox_mode(live: TestClient) -> None:
     assert 'href="/app/sandbox"' not in live.get("/app").text
 
 
-def test_sandbox_panel_posts_a_comment_through_the_webhook(client: TestClient, app: Any, web_user: Any) -> None:
+def test_sandbox_panel_posts_a_comment_through_the_webhook(
+    client: TestClient, app: Any, web_user: Any, runtime: Runtime
+) -> None:
     assert sign_in(client, web_user.email, web_user.password).status_code == 303
     assert "Connect the demo account first" in client.get("/app/sandbox").text
     state = app.state.sandbox_state
@@ -196,6 +200,11 @@ def test_sandbox_panel_posts_a_comment_through_the_webhook(client: TestClient, a
     )
     assert bad.status_code == 422
     assert 'id="username-error"' in bad.text and 'id="text-error"' in bad.text
+    elsewhere = client.post(
+        "/app/sandbox/comments",
+        data={"csrf_token": csrf, "account_id": account_id, "media_id": "17800000000", "username": "a", "text": "hi"},
+    )
+    assert elsewhere.status_code == 422 and "Choose one of this account’s posts." in elsewhere.text
     posted = client.post(
         "/app/sandbox/comments",
         data={
@@ -211,3 +220,16 @@ def test_sandbox_panel_posts_a_comment_through_the_webhook(client: TestClient, a
     assert "ROAST please" in [c.text for c in state.comments_of(media_id)]
     watch = client.get("/app/sandbox/watch", headers={"HX-Request": "true"})
     assert watch.status_code == 200 and "What “Meta” received" in watch.text
+
+    # The API posts through the same function (sandbox.wiring.post_simulated_comment).
+    with runtime.session() as session:
+        workspace = workspaces_service.get_workspace(session=session, ref=web_user.workspace_id)
+        api_key = workspaces_service.issue_key(session=session, workspace=workspace).secret
+    headers = {"Authorization": f"Bearer {api_key}"}
+    body = {"account_id": account_id, "media_id": media_id, "username": "bo.b", "text": "link?"}
+    api = client.post("/api/sandbox/comments", json=body, headers=headers)
+    assert api.status_code == 202, api.text
+    assert api.json()["comment_id"] in [c.id for c in state.comments_of(media_id) if c.text == "link?"]
+    assert [(d["field"], d["ok"]) for d in api.json()["webhook_deliveries"]] == [("comments", True)]
+    refused = client.post("/api/sandbox/comments", json={**body, "media_id": "17800000000"}, headers=headers)
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "media_id"

@@ -128,6 +128,23 @@ def test_connect_with_facebook_starts_the_login_dialog(live: TestClient) -> None
     assert "rf_oauth=" in response.headers["set-cookie"]
 
 
+def test_a_failed_facebook_sign_in_is_explained_on_the_integrations_page(live: TestClient) -> None:
+    # A refused callback (here: a state replyflow never issued) sends the browser back with a stable code.
+    landed = live.get("/oauth/facebook/callback?code=AQxyz&state=forged")
+    assert landed.status_code == 200 and landed.url.path == "/app/integrations"
+    assert landed.url.params["oauth_error"] == "oauth_state_invalid"
+    alert = re.search(r'<div class="alert alert-warning" role="alert" id="oauth-error">(.*?)</div>', landed.text, re.S)
+    assert alert is not None and "not one replyflow started" in alert.group(1)
+    assert "Start &#39;Connect with Facebook&#39; again" in alert.group(1) and "AQxyz" not in landed.text
+
+    cancelled = live.get("/app/integrations?oauth_error=oauth_denied").text
+    assert "The Facebook dialog was cancelled or did not grant access" in cancelled
+    # Only known codes map to texts: anything else reads as the generic failure and is never echoed.
+    forged = live.get("/app/integrations", params={"oauth_error": "<b>Call +1 555 0100 for help</b>"}).text
+    assert "Connecting with Facebook did not work." in forged and "555 0100" not in forged
+    assert 'id="oauth-error"' not in live.get("/app/integrations").text
+
+
 def test_doctor_runs_from_the_page(live: TestClient, emulator: Any) -> None:
     connect_demo(live, emulator)
     partial = live.get("/app/integrations/doctor", headers={"HX-Request": "true"})

@@ -25,6 +25,7 @@ from replyflow.accounts.permissions import OAUTH_SCOPES
 from replyflow.accounts.service import convert_user_token
 from replyflow.config import Settings
 from replyflow.db import utcnow
+from replyflow.errors import ReplyflowError
 from replyflow.graph.client import GraphClient
 from replyflow.graph.errors import GraphError, RateLimited, TransientError
 from replyflow.logging import get_logger
@@ -38,6 +39,53 @@ OAUTH_COOKIE = "rf_oauth"
 COOKIE_PATH = "/oauth/facebook"
 # Where the browser lands after a successful callback: the dashboard's page picker.
 INTEGRATIONS_PATH = "/app/integrations"
+
+
+_AGAIN = "Start 'Connect with Facebook' again from this page."
+
+#: What a browser sent back from a failed callback is told, by the ``oauth_error`` code in the Integrations URL.
+#: Only these codes travel in the URL (anything else becomes ``oauth_failed``), and the page shows only these
+#: texts: never text from the query string.
+BROWSER_ERRORS: dict[str, tuple[str, str]] = {
+    "oauth_failed": (errors.OAuthFailed.default_message, _AGAIN),
+    "oauth_state_invalid": (errors.oauth_state_invalid().message, _AGAIN),
+    "oauth_state_used": (errors.oauth_state_used().message, _AGAIN),
+    "oauth_state_expired": (errors.oauth_state_expired().message, _AGAIN + " Approve the dialog within 10 minutes."),
+    "oauth_browser_mismatch": (errors.oauth_browser_mismatch().message, errors.oauth_browser_mismatch().hint),
+    "oauth_denied": (
+        "The Facebook dialog was cancelled or did not grant access, so nothing was connected.",
+        "Start 'Connect with Facebook' again and approve the permissions replyflow asks for.",
+    ),
+    "oauth_missing_code": (errors.oauth_missing_code().message, _AGAIN),
+    "oauth_code_rejected": (errors.oauth_code_rejected().message, _AGAIN),
+    "missing_permissions": (
+        "Facebook did not grant every permission replyflow needs, so nothing was connected.",
+        "Start 'Connect with Facebook' again, leave every permission ticked and choose the Page of your "
+        "Instagram account.",
+    ),
+    "token_expired": ("The sign-in with Facebook expired before replyflow could use it.", _AGAIN),
+    "token_invalid": ("Meta no longer accepts the sign-in replyflow received.", _AGAIN),
+    "app_credentials_invalid": (
+        errors.app_credentials_invalid().message,
+        errors.app_credentials_invalid().hint,
+    ),
+    "meta_unavailable": (
+        "Meta's Graph API failed or did not answer in time while connecting. Nothing was saved.",
+        "Try again in a minute. If it keeps failing, check https://metastatus.com.",
+    ),
+}
+
+
+def browser_error_code(error: ReplyflowError) -> str:
+    """The stable code a browser is sent back to the Integrations page with, for a failed callback."""
+    return error.error_code if error.error_code in BROWSER_ERRORS else errors.OAuthFailed.code
+
+
+def browser_error(code: str | None) -> tuple[str, str] | None:
+    """(message, hint) for an ``oauth_error`` code from the URL; unknown codes read as a generic failure."""
+    if not code:
+        return None
+    return BROWSER_ERRORS.get(code, BROWSER_ERRORS[errors.OAuthFailed.code])
 
 
 def _hash(value: str) -> str:

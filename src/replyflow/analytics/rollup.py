@@ -32,6 +32,7 @@ from replyflow.analytics.models import (
 )
 from replyflow.automation import clock
 from replyflow.automation.models import ACTIVE_STATUSES, Run, RunStatus, SendState
+from replyflow.automation.reasons import SkipReason
 from replyflow.conversations.models import RunEngagement
 from replyflow.db import utcnow
 from replyflow.logging import get_logger
@@ -54,6 +55,7 @@ _SENT, _SKIPPED, _FAILED, _DONE = (
     RunStatus.FAILED.value,
     RunStatus.DONE.value,
 )
+_OWN_COMMENT = SkipReason.OWN_COMMENT.value
 _RUNS = Run.__table__.c
 _ENGAGEMENT = RunEngagement.__table__.c
 _RUN_COLUMNS = (
@@ -120,8 +122,21 @@ class Fact:
     def key(self) -> Key:
         return (self.account_id, self.rule_key, self.media_id, self.day)
 
+    @property
+    def counted(self) -> bool:
+        """False for the account's own comments (e.g. our public reply, which Meta sends back as a comment).
+
+        They are not comments the audience wrote, so they count nowhere: not in ``comments_seen`` (the
+        denominator of the match rate), not in ``skipped``, not in the skip reasons (which must add up to
+        ``skipped``). The activity log still lists them. The fact row is kept all the same, so a run
+        reclassified later is counted by difference like any other.
+        """
+        return not (self.status == _SKIPPED and self.reason == _OWN_COMMENT)
+
     def counters(self) -> list[tuple[int, int]]:
         """The non-zero (column index, value) pairs, indexes into ``COUNTERS`` then ``TTD_COLUMNS``."""
+        if not self.counted:
+            return []
         values = (
             1,
             int(self.matched),
@@ -146,6 +161,8 @@ class Fact:
         return pairs
 
     def labels(self) -> list[tuple[str, str]]:
+        if not self.counted:
+            return []
         if self.status == _SKIPPED:
             return [("skip", self.reason or "unknown")]
         if self.status == _FAILED:

@@ -10,7 +10,12 @@ from replyflow.analytics.service import Metrics, Report
 
 
 class MetricsOut(BaseModel):
-    comments_seen: int = Field(description="Comments received (each is a run), skipped ones included.")
+    comments_seen: int = Field(
+        description=(
+            "Comments received (each is a run), skipped ones included; the account's own comments (such as its "
+            "public replies, which Meta sends back as comments) are not counted anywhere."
+        )
+    )
     matched: int = Field(description="Comments a rule took.")
     skipped: int
     skipped_by_reason: dict[str, int]

@@ -12,15 +12,18 @@ import httpx
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+from starlette.datastructures import State
 
 from replyflow.accounts import repository as accounts
+from replyflow.accounts.models import Account
 from replyflow.config import Settings
 from replyflow.db import SessionDep
 from replyflow.errors import NotFound, ValidationFailed
 from replyflow.graph_access import APP_STATE_TRANSPORT, set_default_transport
 from replyflow.sandbox.app import create_sandbox_app, outbox_json
 from replyflow.sandbox.models import OutboxKind
-from replyflow.sandbox.state import SandboxState
+from replyflow.sandbox.state import SandboxState, WebhookDelivery
 from replyflow.sandbox.webhooks import WebhookSender
 from replyflow.workspaces.auth import CurrentWorkspace
 
@@ -89,13 +92,51 @@ def _sandbox(request: Request) -> tuple[SandboxState, WebhookSender]:
     return request.app.state.sandbox_state, request.app.state.sandbox_sender
 
 
-async def _deliver(request: Request) -> list[dict[str, Any]]:
-    state, sender = _sandbox(request)
-    deliveries = await sender.flush(state)
+def _deliveries_json(deliveries: list[WebhookDelivery]) -> list[dict[str, Any]]:
     return [
         {"field": d.field, "ok": d.ok, "status_code": d.status_code, "skipped_reason": d.skipped_reason}
         for d in deliveries
     ]
+
+
+async def _deliver(request: Request) -> list[dict[str, Any]]:
+    state, sender = _sandbox(request)
+    return _deliveries_json(await sender.flush(state))
+
+
+async def post_simulated_comment(
+    *,
+    app_state: State,
+    session: Session,
+    account: Account,
+    media_id: str,
+    text: str,
+    username: str,
+    parent_id: str | None = None,
+) -> tuple[str, list[WebhookDelivery]]:
+    """The emulator "posts" a comment on one of ``account``'s posts and delivers the signed webhook through our
+    real ingestion path; returns the comment id and the deliveries. Used by the API and the dashboard.
+
+    Raises ``ValidationFailed`` (``field`` is ``media_id`` or ``text``) when the post is not the account's or
+    the emulator refuses the comment.
+    """
+    state: SandboxState = app_state.sandbox_state
+    sender: WebhookSender = app_state.sandbox_sender
+    media = state.get_media(media_id)
+    if media is None or media.ig_account_id != account.instagram_id:
+        raise ValidationFailed(
+            "This post does not belong to the account.",
+            field="media_id",
+            hint="Pick one of the ids from GET /api/accounts/{id}/media.",
+        )
+    try:
+        comment = state.add_comment(media_id, text=text, username=username, parent_id=parent_id)
+    except (KeyError, ValueError) as exc:
+        raise ValidationFailed(f"The sandbox refused this comment: {exc}", field="text") from None
+    # Nothing of ours changed, but the webhook comes back into this process: release SQLite's write lock first.
+    if session.in_transaction():
+        session.commit()
+    return comment.id, await sender.flush(state)
 
 
 @router.post("/comments", status_code=202)
@@ -104,21 +145,16 @@ async def simulate_comment(
 ) -> JSONResponse:
     """The emulator "posts" a comment and delivers the signed webhook through our real ingestion path."""
     account = accounts.get_account(session=session, workspace_id=workspace.id, account_id=body.account_id)
-    state, _ = _sandbox(request)
-    media = state.get_media(body.media_id)
-    if media is None or media.ig_account_id != account.instagram_id:
-        raise ValidationFailed(
-            "This post does not belong to the account.",
-            field="media_id",
-            hint="Pick one of the ids from GET /api/accounts/{id}/media.",
-        )
-    try:
-        comment = state.add_comment(body.media_id, text=body.text, username=body.username, parent_id=body.parent_id)
-    except (KeyError, ValueError) as exc:
-        raise ValidationFailed(f"The sandbox refused this comment: {exc}", field="text") from None
-    session.commit()  # nothing of ours changed, but release the SQLite write lock before our webhook arrives
-    deliveries = await _deliver(request)
-    return JSONResponse({"comment_id": comment.id, "webhook_deliveries": deliveries}, status_code=202)
+    comment_id, deliveries = await post_simulated_comment(
+        app_state=request.app.state,
+        session=session,
+        account=account,
+        media_id=body.media_id,
+        text=body.text,
+        username=body.username,
+        parent_id=body.parent_id,
+    )
+    return JSONResponse({"comment_id": comment_id, "webhook_deliveries": _deliveries_json(deliveries)}, status_code=202)
 
 
 @router.post("/messages", status_code=202)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-29 19:20:55.147098
+Create Date: 2026-11-29 19:54:55.516343
 """
 
 from __future__ import annotations

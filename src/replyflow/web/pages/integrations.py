@@ -96,6 +96,7 @@ def _context(
     signed_in: SignedIn,
     conversion_id: str | None = None,
     account_id: str | None = None,
+    oauth_error: str | None = None,
 ) -> dict[str, Any]:
     settings = settings_of(request)
     values: dict[str, Any] = {
@@ -110,6 +111,7 @@ def _context(
         "app_id": settings.app_id,
         "conversion": None,
         "conversion_error": None,
+        "oauth_error": None,
         "token_error": None,
         "page_token_error": None,
         "save_error": None,
@@ -117,6 +119,9 @@ def _context(
         "doctor": None,
         "accounts_count": len(repository.list_accounts(session=db, workspace_id=signed_in.workspace.id)),
     }
+    explained = oauth.browser_error(oauth_error[:64] if oauth_error else None)
+    if explained is not None:  # the code picks one of our own texts; nothing from the URL is shown
+        values["oauth_error"] = FieldError(*explained)
     if conversion_id:
         try:
             conversion = service.get_conversion(
@@ -146,8 +151,16 @@ def integrations(
     signed_in: CurrentUser,
     conversion_id: str | None = None,
     account_id: str | None = None,
+    oauth_error: str | None = None,
 ) -> Response:
-    values = _context(request, db=db, signed_in=signed_in, conversion_id=conversion_id, account_id=account_id)
+    values = _context(
+        request,
+        db=db,
+        signed_in=signed_in,
+        conversion_id=conversion_id,
+        account_id=account_id,
+        oauth_error=oauth_error,
+    )
     return _page(request, signed_in, values)
 
 

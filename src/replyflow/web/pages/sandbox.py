@@ -15,9 +15,8 @@ from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from replyflow.accounts import repository as accounts_repository
-from replyflow.accounts import service as accounts_service
 from replyflow.accounts.models import Account
-from replyflow.errors import NotFound
+from replyflow.errors import NotFound, ValidationFailed
 from replyflow.web.pages.activity import STEP_LABELS, Filters, feed_items
 from replyflow.web.pages.rules import load_posts
 from replyflow.web.rendering import CurrentUser, PageDb, PageRoute, SubmittedForm, is_htmx, render, settings_of
@@ -96,9 +95,9 @@ _FIELDS = {"media_id": "media_id", "text": "text", "username": "username", "acco
 
 @router.post(PATH + "/comments")
 async def simulate_comment(request: Request, db: PageDb, signed_in: CurrentUser, form: SubmittedForm) -> Response:
-    from replyflow.sandbox.wiring import SimulatedComment
+    from replyflow.sandbox.wiring import SimulatedComment, post_simulated_comment
 
-    state = _require_sandbox(request)
+    _require_sandbox(request)
     typed = {name: str(form.get(name) or "").strip()[:2300] for name in _FIELDS}
     typed["username"] = typed["username"].lstrip("@")
     errors: dict[str, str] = {}
@@ -112,20 +111,21 @@ async def simulate_comment(request: Request, db: PageDb, signed_in: CurrentUser,
     account = accounts_repository.get_account(
         session=db, workspace_id=signed_in.workspace.id, account_id=body.account_id
     )
-    media = state.get_media(body.media_id)
-    if media is None or media.ig_account_id != account.instagram_id:
-        errors["media_id"] = "Choose one of this account’s posts."
-        return await _page(request, db, signed_in, values={"form": typed, "errors": errors}, status=422)
     try:
-        comment = state.add_comment(body.media_id, text=body.text, username=body.username)
-    except (KeyError, ValueError) as exc:
-        errors["text"] = f"The sandbox refused this comment: {exc}"
+        comment_id, deliveries = await post_simulated_comment(
+            app_state=request.app.state,
+            session=db,
+            account=account,
+            media_id=body.media_id,
+            text=body.text,
+            username=body.username,
+        )
+    except ValidationFailed as exc:
+        field = exc.field or "text"
+        errors[field] = "Choose one of this account’s posts." if field == "media_id" else exc.message
         return await _page(request, db, signed_in, values={"form": typed, "errors": errors}, status=422)
-    # The webhook comes back into this process: release SQLite's write lock before it arrives.
-    accounts_service.end_read(db)
-    deliveries = await request.app.state.sandbox_sender.flush(state)
     delivered = bool(deliveries) and all(d.ok for d in deliveries)
-    result = {"comment_id": comment.id, "text": body.text, "username": body.username, "delivered": delivered}
+    result = {"comment_id": comment_id, "text": body.text, "username": body.username, "delivered": delivered}
     if is_htmx(request):
         return render(request, "partials/sandbox_result.html", {"result": result}, signed_in=signed_in)
     keep = {"account_id": body.account_id, "media_id": body.media_id, "username": body.username, "text": ""}
