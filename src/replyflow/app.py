@@ -204,13 +204,7 @@ def create_app(
         )
 
     for module_name in ROUTER_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        app.include_router(module.router)
+        app.include_router(importlib.import_module(module_name).router)
 
     if settings.is_sandbox:
         # The emulator is wired in here and only here, chosen by configuration.

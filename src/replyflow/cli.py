@@ -273,13 +273,7 @@ def _verify_keys_or_exit(runtime: Any) -> None:
 
 def _register_domain_commands() -> None:
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(main)
+        importlib.import_module(module_name).register(main)
 
 
 _register_domain_commands()

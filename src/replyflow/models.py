@@ -11,11 +11,7 @@ DOMAINS = ("workspaces", "accounts", "webhooks", "automation", "conversations", 
 
 def load_all() -> type[Base]:
     for domain in DOMAINS:
-        try:
-            importlib.import_module(f"replyflow.{domain}.models")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"replyflow.{domain}.models":
-                raise
+        importlib.import_module(f"replyflow.{domain}.models")
     return Base
 
 

@@ -61,11 +61,7 @@ def _import_job_modules() -> None:
     import importlib
 
     for module in _JOB_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        importlib.import_module(module)
 
 
 class Queue:
