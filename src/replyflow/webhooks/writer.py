@@ -69,6 +69,11 @@ def _resolve(future: asyncio.Future[int], value: int | BaseException) -> None:
         future.set_result(value)
 
 
+def _resolve_all(outcomes: list[tuple[asyncio.Future[int], int | BaseException]]) -> None:
+    for future, value in outcomes:
+        _resolve(future, value)
+
+
 class DeliveryWriter:
     def __init__(self, engine: Engine, *, max_batch: int = 200, name: str = "webhook-writer") -> None:
         self._engine = engine
@@ -136,9 +141,14 @@ class DeliveryWriter:
             log.error("webhook_store_failed", error=exc, batch=len(batch))
             self._close_connection(invalidate=True)
             results = [exc] * len(batch)
+        # One wake-up per event loop for the whole batch, not one per delivery: each call_soon_threadsafe is a
+        # write to the loop's self-pipe and a GIL hand-over, and the batch commits (or fails) as one.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int | BaseException]]] = {}
         for waiting, result in zip(batch, results, strict=True):
+            by_loop.setdefault(waiting.loop, []).append((waiting.future, result))
+        for loop, outcomes in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that event loop is closed: nobody is waiting any more
-                waiting.loop.call_soon_threadsafe(_resolve, waiting.future, result)
+                loop.call_soon_threadsafe(_resolve_all, outcomes)
 
     def _connect(self) -> Any:
         connection = self._engine.raw_connection()
