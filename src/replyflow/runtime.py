@@ -27,6 +27,11 @@ _current_lock = threading.Lock()
 
 class Runtime:
     def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+        from replyflow.models import load_all
+
+        # Every mapper must be known before the first query: a worker process imports only its jobs' modules,
+        # and their foreign keys point at tables (workspaces, accounts) those modules never import.
+        load_all()
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
         self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)

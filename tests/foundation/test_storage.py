@@ -67,3 +67,26 @@ def test_foreign_keys_are_enforced(database_url: str) -> None:
             session.add(ApiKey(workspace_id="ws_missing", prefix="rf_x", key_hash="0" * 64))
     finally:
         engine.dispose()
+
+
+def test_a_worker_process_knows_every_table(tmp_path: object) -> None:
+    """A worker imports only its jobs' modules; their foreign keys must still resolve when a session flushes.
+
+    Found by a distributed run (PostgreSQL, Redis, a separate ``replyflow worker``): the first run insert failed
+    with NoReferencedTableError because nothing in that process had imported the workspaces table.
+    """
+    import subprocess
+    import sys
+
+    code = (
+        "import replyflow.cli\n"
+        "from replyflow.config import load_settings\n"
+        "from replyflow.runtime import Runtime\n"
+        f"rt = Runtime(load_settings(data_dir='{tmp_path}', database_url='sqlite:///{tmp_path}/w.db'))\n"
+        "rt.queue\n"
+        "from replyflow.db import Base\n"
+        "Base.metadata.sorted_tables  # resolves every foreign key, as a flush does\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
