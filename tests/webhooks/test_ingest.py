@@ -18,7 +18,7 @@ from replyflow.queue import build_queue
 from replyflow.runtime import Runtime
 from replyflow.webhooks import service
 from tests.webhooks.conftest import META_SETTINGS, Consumers, comments_delivery, encode, signed_headers
-from tests.webhooks.helpers import deliveries, delivery_count, events
+from tests.webhooks.helpers import deliveries, delivery_count, events, meta_shaped_json
 
 URL = "/webhooks/instagram"
 CAP = 2048
@@ -130,38 +130,7 @@ def test_good_updates_survive_a_bad_neighbour(
     assert [e.comment_id for e in consumers.of_kind("comment")] == ["17866000000000301"]
 
 
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
-    lambda children: (
-        st.lists(children, max_size=4)
-        | st.dictionaries(
-            st.sampled_from(
-                [
-                    "object",
-                    "entry",
-                    "id",
-                    "time",
-                    "changes",
-                    "field",
-                    "value",
-                    "messaging",
-                    "message",
-                    "sender",
-                    "recipient",
-                    "mid",
-                    "text",
-                    "media",
-                    "from",
-                    "postback",
-                    "read",
-                ]
-            ),
-            children,
-            max_size=5,
-        )
-    ),
-    max_leaves=25,
-)
+_json = meta_shaped_json(max_leaves=25)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -19,6 +19,7 @@ from replyflow.webhooks.events import (
     parse_delivery,
 )
 from tests.webhooks.conftest import comment_change, encode
+from tests.webhooks.helpers import meta_shaped_json
 
 
 def _delivery(*entries: Any, obj: str = "instagram") -> bytes:
@@ -203,36 +204,7 @@ def test_arbitrary_bytes_never_raise(body: bytes) -> None:
     assert parsed.rejected_reason is not None or parsed.items or parsed.problems is not None
 
 
-_leaf = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
-_keys = st.sampled_from(
-    [
-        "object",
-        "entry",
-        "id",
-        "time",
-        "changes",
-        "field",
-        "value",
-        "messaging",
-        "message",
-        "sender",
-        "recipient",
-        "mid",
-        "text",
-        "media",
-        "from",
-        "postback",
-        "read",
-        "timestamp",
-        "attachments",
-        "payload",
-        "quick_reply",
-        "reply_to",
-        "watermark",
-        "is_echo",
-    ]
-)
-_json = st.recursive(_leaf, lambda c: st.lists(c, max_size=4) | st.dictionaries(_keys, c, max_size=6), max_leaves=40)
+_json = meta_shaped_json(max_leaves=40)
 
 
 @settings(max_examples=400, deadline=None)
