@@ -100,6 +100,18 @@ def test_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert "worker_stopped" in err
 
 
+def _get_when_up(proc: subprocess.Popen[str], url: str, *, within: float) -> httpx.Response:
+    """GET ``url`` once the process started listening; fail if it exits or does not answer in time."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return httpx.get(url, timeout=1)
+        except httpx.TransportError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise
+            time.sleep(0.2)
+
+
 @pytest.mark.slow
 def test_worker_serves_its_own_metrics(tmp_path: Path) -> None:
     from prometheus_client.parser import text_string_to_metric_families
@@ -114,15 +126,7 @@ def test_worker_serves_its_own_metrics(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                resp = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.2)
+        resp = _get_when_up(proc, f"http://127.0.0.1:{port}/metrics", within=30)
         assert resp.status_code == 200
         families = {f.name: f for f in text_string_to_metric_families(resp.text)}
         assert families["replyflow_graph_request_duration_seconds"].type == "histogram"
@@ -148,15 +152,7 @@ def test_serve_answers_healthz(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 45
-        while True:
-            try:
-                resp = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.2)
+        resp = _get_when_up(proc, f"http://127.0.0.1:{port}/healthz", within=45)
         assert resp.json() == {"status": "ok"}
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
         proc.send_signal(signal.SIGTERM)
