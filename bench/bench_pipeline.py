@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -192,9 +193,11 @@ class Deployment:
             standin += ["--webhook-url", webhook]
         self.standin = self.start(standin, "standin")
         wait_http(f"http://127.0.0.1:{self.graph_port}/_bench/stats", self.standin)
-        self.serve = self.start(
-            [sys.executable, "-m", "replyflow", "serve", "--host", "127.0.0.1", "--port", str(self.port)], "serve"
-        )
+        serve = [sys.executable, "-m", "replyflow", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        profile = os.environ.get("BENCH_PYSPY")  # a file: record replyflow serve with py-spy (collapsed stacks)
+        if profile:
+            serve = ["py-spy", "record", "--format", "raw", "--threads", "--output", profile, "--", *serve]
+        self.serve = self.start(serve, "serve")
         wait_http(f"http://127.0.0.1:{self.port}/healthz", self.serve)
         return self
 
@@ -206,7 +209,7 @@ class Deployment:
 
     def __exit__(self, *_: object) -> None:
         for proc in reversed(self.procs):
-            proc.terminate()
+            proc.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT; uvicorn stops on either
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -269,8 +272,17 @@ def one_comment_latency(dep: Deployment, client: httpx.Client, comment_id: str, 
 
 def main() -> None:
     RESULTS.mkdir(exist_ok=True)
-    result: dict[str, Any] = {"comments": COMMENTS, "senders": SENDERS, "echoes": ECHOES, "machine_cores": os.cpu_count()}
-    with tempfile.TemporaryDirectory() as tmp, Deployment(tmp, accounts=[(IG_ID, PAGE_ID, MEDIA_ID)]) as dep:
+    result: dict[str, Any] = {
+        "comments": COMMENTS,
+        "senders": SENDERS,
+        "echoes": ECHOES,
+        "machine_cores": os.cpu_count(),
+    }
+    keep = os.environ.get("BENCH_KEEP")  # a folder: keep the database and the processes' logs there
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        Deployment(keep or scratch, accounts=[(IG_ID, PAGE_ID, MEDIA_ID)]) as dep,
+    ):
         with httpx.Client(timeout=60) as client:
             for i in range(5):  # warm-up: first requests build caches, connection pools, prepared statements
                 one_comment_latency(dep, client, f"1790{i:012d}", i)
@@ -317,11 +329,13 @@ def main() -> None:
             "after_quiet_ms": round(quiet * 1000, 1) if quiet is not None else None,
         }
     burst, idle = result["burst"], result["idle"]
-    print(f"burst: {burst['dms']}/{COMMENTS} comments answered (reply + DM) in {burst['seconds']} s from {SENDERS} senders")
+    print(f"burst: {burst['dms']}/{COMMENTS} comments answered (reply + DM) in {burst['seconds']} s, {SENDERS} senders")
     print(f"  throughput {burst['comments_per_second']} comments/s (budget >= 300)")
     print(f"  CPU {burst['cpu_ms_per_comment']} ms per comment in replyflow serve; peak RSS {burst['peak_rss_mb']} MB")
     print(f"  duplicate DMs: {burst['duplicate_dms']}; non-200 webhooks: {burst['non_200']}")
-    print(f"idle: webhook -> DM p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms (budget 20 / 50), max {idle['max_ms']}")
+    print(
+        f"idle: webhook -> DM p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms (budget 20 / 50), max {idle['max_ms']}"
+    )
     if idle["after_quiet_ms"] is not None:
         print(f"  first comment after {QUIET_SECONDS:.0f} s quiet: {idle['after_quiet_ms']} ms")
     (RESULTS / "pipeline.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -139,7 +139,9 @@ class StandIn:
                 "media": {"id": "17900000000000001", "media_product_type": "FEED"},
             },
         }
-        self._deliver({"object": "instagram", "entry": [{"id": self.ig_id, "time": int(time.time()), "changes": [change]}]})
+        self._deliver(
+            {"object": "instagram", "entry": [{"id": self.ig_id, "time": int(time.time()), "changes": [change]}]}
+        )
 
     def echo_message(self, recipient: str, message_id: str, text: str) -> None:
         event = {
@@ -148,7 +150,9 @@ class StandIn:
             "timestamp": int(time.time() * 1000),
             "message": {"mid": message_id, "text": text, "is_echo": True},
         }
-        self._deliver({"object": "instagram", "entry": [{"id": self.ig_id, "time": int(time.time()), "messaging": [event]}]})
+        self._deliver(
+            {"object": "instagram", "entry": [{"id": self.ig_id, "time": int(time.time()), "messaging": [event]}]}
+        )
 
     def _deliver(self, payload: dict[str, Any]) -> None:
         if self.webhook_url is None or self.client is None:

@@ -35,12 +35,29 @@ class Runtime:
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
         self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
+        # Reads that must not queue behind writers: on SQLite a second pool of query-only connections (WAL gives
+        # each a snapshot); elsewhere the same engine.
+        in_memory = self.engine.url.database in (None, "", ":memory:")
+        if self.engine.dialect.name == "sqlite" and not in_memory:
+            self.read_engine = make_engine(self.engine.url.render_as_string(hide_password=False), read_only=True)
+        else:
+            self.read_engine = self.engine
+        self.read_session_factory: sessionmaker[Session] = make_session_factory(self.read_engine)
         self._closers: list[Any] = []
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         with session_scope(self.session_factory) as session:
             yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for reads only (it never commits anything; on SQLite it cannot write at all)."""
+        session = self.read_session_factory()
+        try:
+            yield session
+        finally:
+            session.close()  # ends the read transaction; loaded objects stay readable (detached, not expired)
 
     @cached_property
     def queue(self) -> Queue:
@@ -56,6 +73,8 @@ class Runtime:
             closer()
         self._closers.clear()
         self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
 
 
 def set_current(runtime: Runtime | None) -> None:

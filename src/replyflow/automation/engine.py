@@ -25,7 +25,7 @@ import socket
 import threading
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -138,6 +138,34 @@ class _Lease:
     owner: str
 
 
+@dataclass(frozen=True)
+class ClaimedRun:
+    """A run this process holds the lease of (from :meth:`Engine.claim_due`), to pass to :meth:`Engine.drive`."""
+
+    run_id: str
+    owner: str
+    comment_id: str
+    account_id: str
+
+
+def lease_owner_process(owner: str) -> tuple[str, int] | None:
+    """(host, pid) of the process that wrote a lease owner ``host:pid:token``; None for another form."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
 @dataclass
 class _Snapshot:
     """The run, its account and its rule as read at the top of a step (detached copies)."""
@@ -146,6 +174,7 @@ class _Snapshot:
     account: Account
     rule: Rule | None
     spec: RuleSpec | None
+    throttled_until: dt.datetime | None = None
 
 
 class Engine:
@@ -193,6 +222,108 @@ class Engine:
         # Every log line of this claim (ours and the Graph client's) names the run and the comment.
         with structlog.contextvars.bound_contextvars(run_id=run_id, comment_id=ids[0], account_id=ids[1]):
             return self._drive(lease)
+
+    def claim_due(self, *, limit: int, per_account: int, skip_accounts: Collection[str] = ()) -> list[ClaimedRun]:
+        """Lease up to ``limit`` due runs in one statement, fairly: every account's first due run before any
+        account's second, and at most ``per_account`` of one account. Runs whose lease ran out (a dead worker) are
+        due too, so a crashed process's work is taken over here without a sweep."""
+        if limit <= 0:
+            return []
+        now = self.now()
+        active = [s.value for s in ACTIVE_STATUSES]
+        free = or_(Run.lease_expires_at.is_(None), Run.lease_expires_at <= now)
+        conditions = [Run.status.in_(active), free, or_(Run.next_attempt_at.is_(None), Run.next_attempt_at <= now)]
+        if skip_accounts:
+            conditions.append(Run.account_id.not_in(sorted(skip_accounts)))
+        rank = func.row_number().over(partition_by=Run.account_id, order_by=(Run.next_attempt_at, Run.id))
+        ranked = select(Run.id, Run.next_attempt_at, rank.label("rank")).where(*conditions).subquery()
+        chosen = (
+            select(ranked.c.id)
+            .where(ranked.c.rank <= per_account)
+            .order_by(ranked.c.rank, ranked.c.next_attempt_at)
+            .limit(limit)
+        )
+        owner = f"{self.worker_name}:{uuid.uuid4().hex[:10]}"
+        statement = (
+            update(Run)
+            # Checked again row by row: a concurrent claimer (another worker on PostgreSQL) may have won it.
+            .where(Run.id.in_(chosen.scalar_subquery()), Run.status.in_(active), free)
+            .values(lease_owner=owner, lease_expires_at=now + self.lease, updated_at=now)
+            .returning(Run.id, Run.comment_id, Run.account_id)
+            .execution_options(synchronize_session=False)
+        )
+        with self.runtime.session() as session:
+            rows = session.execute(statement).all()
+        return [ClaimedRun(run_id=r[0], owner=owner, comment_id=r[1], account_id=r[2]) for r in rows]
+
+    def drive(self, claimed: ClaimedRun) -> Outcome:
+        """Move a run leased by :meth:`claim_due` as far as it can go now."""
+        lease = _Lease(run_id=claimed.run_id, owner=claimed.owner)
+        with structlog.contextvars.bound_contextvars(
+            run_id=claimed.run_id, comment_id=claimed.comment_id, account_id=claimed.account_id
+        ):
+            return self._drive(lease)
+
+    def next_due(self) -> dt.datetime | None:
+        """When the next run becomes claimable: the earliest due time of a free run, or lease end of a held one."""
+        active = [s.value for s in ACTIVE_STATUSES]
+        with self.runtime.read_session() as session:
+            due = session.scalar(
+                select(func.min(Run.next_attempt_at)).where(Run.status.in_(active), Run.lease_owner.is_(None))
+            )
+            lease_end = session.scalar(
+                select(func.min(Run.lease_expires_at)).where(Run.status.in_(active), Run.lease_owner.is_not(None))
+            )
+        moments = [m for m in (due, lease_end) if m is not None]
+        return min(moments) if moments else None
+
+    def renew_leases(self, claimed: Collection[ClaimedRun]) -> int:
+        """Heartbeat: push out the leases this process holds, so only a dead process's leases run out."""
+        if not claimed:
+            return 0
+        now = self.now()
+        by_owner: dict[str, list[str]] = {}
+        for item in claimed:
+            by_owner.setdefault(item.owner, []).append(item.run_id)
+        renewed = 0
+        with self.runtime.session() as session:
+            for owner, ids in by_owner.items():
+                result = session.execute(
+                    update(Run)
+                    .where(Run.id.in_(ids), Run.lease_owner == owner)
+                    .values(lease_expires_at=now + self.lease)
+                    .execution_options(synchronize_session=False)
+                )
+                renewed += int(getattr(result, "rowcount", 0) or 0)
+        return renewed
+
+    def release_dead_leases(self) -> int:
+        """Free at once the leases of processes on this host that are gone (this process restarting after a
+        crash): their runs continue now instead of when the lease would have run out."""
+        now = self.now()
+        host, me = self.worker_name.rsplit(":", 1)
+        with self.runtime.read_session() as session:
+            held = session.execute(
+                select(Run.id, Run.lease_owner).where(Run.lease_owner.is_not(None), Run.lease_expires_at > now)
+            ).all()
+        dead: dict[str, list[str]] = {}
+        for run_id, owner in held:
+            process = lease_owner_process(owner or "")
+            if process is not None and process[0] == host and str(process[1]) != me and not _process_alive(process[1]):
+                dead.setdefault(owner or "", []).append(run_id)
+        released = 0
+        with self.runtime.session() as session:
+            for owner, ids in dead.items():
+                result = session.execute(
+                    update(Run)
+                    .where(Run.id.in_(ids), Run.lease_owner == owner)
+                    .values(lease_expires_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                released += int(getattr(result, "rowcount", 0) or 0)
+        if released:
+            log.info("dead_leases_released", runs=released)
+        return released
 
     def _drive(self, lease: _Lease) -> Outcome:
         run_id = lease.run_id
@@ -333,7 +464,8 @@ class Engine:
                 run.lease_expires_at = now + self.lease
 
     def _read(self, lease: _Lease) -> _Snapshot:
-        with self.runtime.session() as session:
+        # A read session: on SQLite it does not queue for the write lock.
+        with self.runtime.read_session() as session:
             run = session.get(Run, lease.run_id)
             if run is None or run.lease_owner != lease.owner:
                 raise LeaseLost(lease.run_id)
@@ -347,7 +479,10 @@ class Engine:
                     spec = rule.spec()
                 except ValueError:
                     log.error("stored_rule_invalid", rule_id=rule.id)
-            return _Snapshot(run=run, account=account, rule=rule, spec=spec)
+            state = session.get(AccountAutomationState, account.id)
+            throttled_until = state.throttled_until if state is not None else None
+            session.expunge_all()
+            return _Snapshot(run=run, account=account, rule=rule, spec=spec, throttled_until=throttled_until)
 
     def _hand_back(self, lease: _Lease, *, delay: float) -> None:
         self._write(lease, release=True)
@@ -484,7 +619,7 @@ class Engine:
                     reason=SkipReason.OUTSIDE_WINDOW.value,
                     detail=f"Meta's 7-day window for a private reply closed at {deadline.isoformat()}.",
                 )
-        self._respect_throttle(lease, account, now)
+        self._respect_throttle(lease, snap.throttled_until)
         if status is RunStatus.MATCHED:
             self._public_reply_stage(lease, snap)
         elif status in (RunStatus.PUBLIC_REPLIED, RunStatus.WAITING_QUOTA):
@@ -958,11 +1093,8 @@ class Engine:
 
     # -- throttling ---------------------------------------------------------------------------------------
 
-    def _respect_throttle(self, lease: _Lease, account: Account, now: dt.datetime) -> None:
-        with self.runtime.session() as session:
-            state = session.get(AccountAutomationState, account.id)
-            until = state.throttled_until if state is not None else None
-        if until is not None and until > now:
+    def _respect_throttle(self, lease: _Lease, until: dt.datetime | None) -> None:
+        if until is not None and until > self.now():
             raise self._schedule(
                 lease,
                 until + dt.timedelta(seconds=self.rng.uniform(0, 1)),

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from replyflow import wakeup
 from replyflow.accounts.models import Account
 from replyflow.automation import clock
 from replyflow.automation import repository as repo
@@ -330,7 +331,11 @@ def _drop_pending(session: Session) -> None:
 
 
 def enqueue_run(*, runtime: Runtime, run_id: str, delay: float | None = None) -> None:
-    """Enqueue ``automation.process_run``; a failure is logged, not raised (the sweeper picks the run up)."""
+    """Have the run looked at (now, or in ``delay`` seconds): this process's dispatcher when one runs here (the runs
+    table is its queue), else ``automation.process_run`` on the job queue. A failure is logged, not raised (the
+    dispatcher's poll and the sweeper pick the run up)."""
+    if wakeup.notify(runtime, wakeup.RUNS, delay):
+        return
     try:
         runtime.queue.enqueue(PROCESS_RUN_JOB, run_id, delay=delay)
     except Exception as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 from typing import Any
 
 from sqlalchemy import (
@@ -136,8 +137,19 @@ class Rule(Base):
         }
 
     def spec(self) -> RuleSpec:
-        """The rule as the matcher sees it (validated again: what is stored was valid when saved)."""
-        return RuleSpec.model_validate(self.spec_dict())
+        """The rule as the matcher sees it (validated again: what is stored was valid when saved).
+
+        Every comment asks for its account's rules' specs: the validated spec is cached by the stored content, so
+        an edit (or a bound ``next`` post) is a new key and an unchanged rule is validated once per process."""
+        data = self.spec_dict()
+        key = json.dumps(data, sort_keys=True, default=str)
+        spec = _SPECS.get(key)
+        if spec is None:
+            spec = RuleSpec.model_validate(data)
+            if len(_SPECS) >= _SPECS_MAX:
+                _SPECS.clear()
+            _SPECS[key] = spec
+        return spec
 
     def apply_spec(self, spec: RuleSpec) -> None:
         data = spec.model_dump(mode="json")
@@ -319,3 +331,9 @@ class AccountAutomationState(Base):
     reconcile_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_reconciled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+# The stored content of a rule → its validated spec. RuleSpec is only read by the matcher and the engine, so one
+# instance may be shared by threads; the dict's get and set are atomic.
+_SPECS: dict[str, RuleSpec] = {}
+_SPECS_MAX = 4096

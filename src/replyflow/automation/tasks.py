@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from replyflow import wakeup
 from replyflow.automation import clock
 from replyflow.automation.engine import engine_for
 from replyflow.automation.intake import PROCESS_RUN_JOB
@@ -25,8 +26,13 @@ RECONCILE_ACCOUNT_JOB = "automation.reconcile_account"
 
 @job(name=PROCESS_RUN_JOB)
 def process_run(run_id: str) -> None:
-    """Move one run as far as it can go now (a no-op when it is done, not due, or held by another worker)."""
-    engine_for(current()).process_run(run_id)
+    """Move one run as far as it can go now (a no-op when it is done, not due, or held by another worker).
+
+    Where this process runs a dispatcher, the job only wakes it: the dispatcher claims the run with the rest."""
+    runtime = current()
+    if wakeup.notify(runtime, wakeup.RUNS):
+        return
+    engine_for(runtime).process_run(run_id)
 
 
 @periodic(name=SWEEP_JOB, every_minutes=1)

@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from replyflow import wakeup
 from replyflow.errors import Forbidden, NotAuthenticated, PayloadTooLarge, ReplyflowError, ValidationFailed
 from replyflow.logging import get_logger
 from replyflow.monitoring.metrics import observe_webhook_delivery
@@ -39,10 +40,17 @@ class _Inbox:
         self.secrets = [secret.encode() for secret in settings.app_secrets]
         self.verify_token: str = settings.verify_token
         self.max_body: int = settings.webhook_max_body_bytes
+        self.runtime = runtime
+        # A web-only process announces deliveries on the job queue, through a coalescing waker thread.
         self.waker = Waker(lambda: runtime.queue.enqueue("webhooks.process_delivery"))
         runtime.on_close(self.waker.stop)
         self.writer = DeliveryWriter(runtime.engine)
         runtime.on_close(self.writer.stop)  # closers run in reverse: the writer drains before the waker stops
+
+    def notify(self) -> None:
+        """A delivery is stored: wake this process's processor directly, or announce it on the queue."""
+        if not wakeup.notify(self.runtime, wakeup.DELIVERIES):
+            self.waker.notify()
 
 
 def _inbox_of(app: Any) -> _Inbox:
@@ -189,7 +197,7 @@ async def receive_delivery(scope: Any, receive: Any, send: Any) -> None:
         observe_webhook_delivery(result="storage_error")
         return await _answer(send, _STORAGE_FAILED)
     observe_webhook_delivery(result="stored")
-    inbox.waker.notify()
+    inbox.notify()
     return await _answer(send, (200, b'{"status":"received","delivery_id":%d}' % delivery_id))
 
 

@@ -46,6 +46,9 @@ log = get_logger("replyflow.webhooks")
 MAX_PROCESS_ATTEMPTS = 5
 MAX_DISPATCH_ATTEMPTS = 5
 DRAIN_BATCH = 100
+# Deliveries per transaction while draining: enough to share a commit, few enough that the write lock is held
+# only a few milliseconds (the request path's INSERT and the engine wait for it meanwhile).
+COMMIT_BATCH = 16
 DISPATCH_BATCH = 500
 PRUNE_BATCH = 1000
 
@@ -78,8 +81,16 @@ class DispatchSummary:
 # -- processing a delivery --------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Batch:
+    """What deliveries processed in one transaction share: accounts looked up once, touched once at the end."""
+
+    accounts: dict[tuple[str | None, str], list[Account]] = field(default_factory=dict)
+    touched: set[str] = field(default_factory=set)
+
+
 def process_delivery(
-    *, session: Session, delivery_id: int, replay: bool = False, force: bool = False
+    *, session: Session, delivery_id: int, replay: bool = False, force: bool = False, batch: _Batch | None = None
 ) -> ProcessResult | None:
     """Turn one stored delivery into events inside ``session`` (the caller commits).
 
@@ -115,7 +126,7 @@ def process_delivery(
         log.warning("webhook_delivery_rejected", delivery_id=delivery_id, reason=parsed.rejected_reason)
         return result
 
-    accounts = _resolve_accounts(session, parsed)
+    accounts = _resolve_accounts(session, parsed, batch)
     available = {kind: consumers.has_consumer(kind) for kind in consumers.CONSUMERS}
     for item in parsed.items:
         targets: list[Account | None] = list(accounts.get(item.event.entry_id, ())) or [None]
@@ -160,7 +171,10 @@ def process_delivery(
                 original.reason = "re-dispatch requested by a forced replay"
                 result.redispatch_ids.append(original.id)
 
-    _touch_accounts(session, accounts, now)
+    if batch is None:
+        _touch_accounts(session, accounts, now)
+    else:
+        batch.touched.update(account.id for group in accounts.values() for account in group)
     delivery.status = result.status = DeliveryStatus.PROCESSED.value
     if parsed.problems:
         result.reason = (
@@ -180,23 +194,36 @@ def process_delivery(
     return result
 
 
-def _resolve_accounts(session: Session, parsed: ParsedDelivery) -> dict[str, list[Account]]:
+def _resolve_accounts(
+    session: Session, parsed: ParsedDelivery, batch: _Batch | None = None
+) -> dict[str, list[Account]]:
     """Entry id → every connected account with that id (several workspaces may connect the same account)."""
     entry_ids = sorted({item.event.entry_id for item in parsed.items})
     if not entry_ids:
         return {}
+    if batch is not None:
+        known = {e: batch.accounts[(parsed.object, e)] for e in entry_ids if (parsed.object, e) in batch.accounts}
+        if len(known) == len(entry_ids):
+            return {e: accounts for e, accounts in known.items() if accounts}
     column = Account.page_id if parsed.object == "page" else Account.instagram_id
     found: dict[str, list[Account]] = {}
+    if batch is not None:
+        for entry_id in entry_ids:
+            batch.accounts[(parsed.object, entry_id)] = found.setdefault(entry_id, [])
     for start in range(0, len(entry_ids), 500):
         chunk = entry_ids[start : start + 500]
         for account in session.scalars(select(Account).where(column.in_(chunk)).order_by(Account.id)):
             key = account.page_id if parsed.object == "page" else account.instagram_id
             found.setdefault(key, []).append(account)
-    return found
+    return {e: accounts for e, accounts in found.items() if accounts}
 
 
 def _touch_accounts(session: Session, accounts: dict[str, list[Account]], now: dt.datetime) -> None:
-    ids = sorted({account.id for group in accounts.values() for account in group})
+    _touch_account_ids(session, {account.id for group in accounts.values() for account in group}, now)
+
+
+def _touch_account_ids(session: Session, account_ids: set[str], now: dt.datetime) -> None:
+    ids = sorted(account_ids)
     if ids:
         # A webhook arriving is not an edit of the account: keep ``updated_at`` as it is.
         session.execute(
@@ -315,15 +342,19 @@ def dispatch_events(*, runtime: Runtime, event_ids: Iterable[str]) -> DispatchSu
 
 
 def _record_dispatch_error(*, runtime: Runtime, event_id: str, error: Exception) -> None:
-    log.error("webhook_event_dispatch_failed", event_id=event_id, error=error, exc_info=error)
     with runtime.session() as session:
-        row = session.get(WebhookEvent, event_id)
-        if row is None or row.status != EventStatus.PENDING.value:
-            return
-        row.attempts += 1
-        row.reason = f"dispatch_error: {type(error).__name__}"
-        if row.attempts >= MAX_DISPATCH_ATTEMPTS:
-            row.status = EventStatus.FAILED.value
+        _note_dispatch_error(session=session, event_id=event_id, error=error)
+
+
+def _note_dispatch_error(*, session: Session, event_id: str, error: Exception) -> None:
+    log.error("webhook_event_dispatch_failed", event_id=event_id, error=error, exc_info=error)
+    row = session.get(WebhookEvent, event_id)
+    if row is None or row.status != EventStatus.PENDING.value:
+        return
+    row.attempts += 1
+    row.reason = f"dispatch_error: {type(error).__name__}"
+    if row.attempts >= MAX_DISPATCH_ATTEMPTS:
+        row.status = EventStatus.FAILED.value
 
 
 # -- the processor loop: woken by the API, and the periodic sweep --------------------------------------------------
@@ -365,16 +396,58 @@ def process_and_dispatch(*, runtime: Runtime, delivery_id: int) -> ProcessResult
 
 
 def _record_processing_error(*, runtime: Runtime, delivery_id: int, error: Exception) -> None:
-    log.error("webhook_delivery_processing_failed", delivery_id=delivery_id, error=error, exc_info=error)
     with runtime.session() as session:
-        delivery = session.get(WebhookDelivery, delivery_id)
-        if delivery is None or delivery.status != DeliveryStatus.PENDING.value:
-            return
-        delivery.attempts += 1
-        delivery.reason = f"processing_error: {type(error).__name__}"
-        if delivery.attempts >= MAX_PROCESS_ATTEMPTS:
-            delivery.status = DeliveryStatus.REJECTED.value
-            delivery.processed_at = utcnow()
+        _note_processing_error(session=session, delivery_id=delivery_id, error=error)
+
+
+def _note_processing_error(*, session: Session, delivery_id: int, error: Exception) -> None:
+    log.error("webhook_delivery_processing_failed", delivery_id=delivery_id, error=error, exc_info=error)
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.status != DeliveryStatus.PENDING.value:
+        return
+    delivery.attempts += 1
+    delivery.reason = f"processing_error: {type(error).__name__}"
+    if delivery.attempts >= MAX_PROCESS_ATTEMPTS:
+        delivery.status = DeliveryStatus.REJECTED.value
+        delivery.processed_at = utcnow()
+
+
+def process_batch(*, runtime: Runtime, delivery_ids: list[int]) -> tuple[list[ProcessResult], set[int]]:
+    """Process several deliveries and dispatch their new events in one transaction: one commit (and, on SQLite,
+    one turn of the write lock) for the lot instead of one per delivery and one per event. Each delivery and each
+    event runs in a savepoint of its own, so one bad delivery is recorded as such and rolls back nothing else.
+
+    Returns the results and the ids that failed.
+    """
+    results: list[ProcessResult] = []
+    failed: set[int] = set()
+    batch = _Batch()
+    with runtime.session() as session:
+        for delivery_id in delivery_ids:
+            try:
+                with session.begin_nested():
+                    result = process_delivery(session=session, delivery_id=delivery_id, batch=batch)
+            except OperationalError:
+                raise
+            except Exception as exc:
+                _note_processing_error(session=session, delivery_id=delivery_id, error=exc)
+                failed.add(delivery_id)
+                continue
+            if result is None:
+                continue
+            results.append(result)
+            for event_id in result.new_event_ids:
+                try:
+                    with session.begin_nested():
+                        dispatch_event(session=session, event_id=event_id, runtime=runtime)
+                except OperationalError:
+                    raise
+                except Exception as exc:  # e.g. a stored payload that no longer loads: record it, go on
+                    _note_dispatch_error(session=session, event_id=event_id, error=exc)
+        _touch_account_ids(session, batch.touched, utcnow())
+    for result in results:
+        result.observe()
+    return results, failed
 
 
 def drain(*, runtime: Runtime, time_budget: float = 30.0) -> int:
@@ -402,7 +475,7 @@ def _drain_pending(*, runtime: Runtime, time_budget: float) -> int:
     failed: set[int] = set()
     count = 0
     while time.monotonic() < deadline:
-        with runtime.session() as session:
+        with runtime.read_session() as session:
             query = (
                 select(WebhookDelivery.id)
                 .where(WebhookDelivery.status == DeliveryStatus.PENDING.value)
@@ -414,11 +487,11 @@ def _drain_pending(*, runtime: Runtime, time_budget: float) -> int:
             ids = list(session.scalars(query))
         if not ids:
             break
-        for delivery_id in ids:
-            if process_and_dispatch(runtime=runtime, delivery_id=delivery_id) is None:
-                failed.add(delivery_id)
-            else:
-                count += 1
+        for start in range(0, len(ids), COMMIT_BATCH):
+            chunk = ids[start : start + COMMIT_BATCH]
+            results, chunk_failed = process_batch(runtime=runtime, delivery_ids=chunk)
+            count += len(results)
+            failed |= chunk_failed
         if len(ids) < DRAIN_BATCH:
             break
     return count

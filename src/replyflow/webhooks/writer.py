@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from replyflow.db import utcnow
+from replyflow.db import utcnow, write_lock
 from replyflow.logging import get_logger
 from replyflow.webhooks.models import DeliveryStatus, WebhookDelivery
 
@@ -82,6 +82,7 @@ class DeliveryWriter:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Waiting | None] = queue.SimpleQueue()
         self._connection: Any = None
+        self._lock = write_lock(engine)
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -158,11 +159,8 @@ class DeliveryWriter:
         return connection
 
     def _begin_sqlite(self, cursor: Any) -> None:
-        """BEGIN IMMEDIATE, retried every half millisecond while another writer holds the lock.
-
-        SQLite's own busy handler backs off to 100 ms sleeps, so behind a busy worker a delivery waited for the
-        back-off rather than for the lock: that alone put the request path's p99 in the hundreds of milliseconds.
-        """
+        """BEGIN IMMEDIATE after taking the process's write lock (see ``replyflow.db.SqliteWriteLock``); a writer in
+        another process is retried every half millisecond rather than through SQLite's napping busy handler."""
         deadline = time.monotonic() + _LOCK_TIMEOUT
         while True:
             try:
@@ -183,6 +181,8 @@ class DeliveryWriter:
         received_at: Any = _sqlite_time(now) if self._sqlite else now
         pending = DeliveryStatus.PENDING.value
         cursor = connection.cursor()
+        dbapi = connection.dbapi_connection
+        locked = self._lock is not None and self._lock.acquire(dbapi)
         try:
             if self._sqlite:
                 self._begin_sqlite(cursor)
@@ -203,6 +203,8 @@ class DeliveryWriter:
             raise
         finally:
             cursor.close()
+            if locked and self._lock is not None:
+                self._lock.release(dbapi)
 
     def _close_connection(self, *, invalidate: bool = False) -> None:
         if self._connection is not None:
