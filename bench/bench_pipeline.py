@@ -112,6 +112,8 @@ def replyflow_env(tmp: str, graph_port: int, **extra: str) -> dict[str, str]:
         # "No quota pressure": Meta's 750/hour would turn a 1,000-comment burst into a quota test (bench_quota).
         REPLYFLOW_PRIVATE_REPLY_QUOTA="1000000/3600",
     )
+    if os.environ.get("BENCH_LOG_LEVEL"):
+        env["REPLYFLOW_LOG_LEVEL"] = os.environ["BENCH_LOG_LEVEL"]
     env.update(extra)
     return env
 
@@ -176,7 +178,15 @@ def pct(values: list[float], q: float) -> float:
 class Deployment:
     """The stand-in and one `replyflow serve`, started in a temporary folder."""
 
-    def __init__(self, tmp: str, *, accounts: list[tuple[str, str, str]], extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        tmp: str,
+        *,
+        accounts: list[tuple[str, str, str]],
+        extra_env: dict[str, str] | None = None,
+        meta_quota: str | None = None,
+    ):
+        self.meta_quota = meta_quota
         self.tmp = tmp
         self.graph_port = free_port()
         self.port = free_port()
@@ -191,6 +201,8 @@ class Deployment:
         standin += ["--app-secret", SECRET, "--ig-id", self.accounts[0][0]]
         if ECHOES:
             standin += ["--webhook-url", webhook]
+        if self.meta_quota:
+            standin += ["--quota", self.meta_quota]
         self.standin = self.start(standin, "standin")
         wait_http(f"http://127.0.0.1:{self.graph_port}/_bench/stats", self.standin)
         serve = [sys.executable, "-m", "replyflow", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
@@ -219,8 +231,9 @@ class Deployment:
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/webhooks/instagram"
 
-    def stats(self) -> dict[str, Any]:
-        return httpx.get(f"http://127.0.0.1:{self.graph_port}/_bench/stats", timeout=10).json()  # type: ignore[no-any-return]
+    def stats(self, since: float = 0.0) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.graph_port}/_bench/stats"
+        return httpx.get(url, params={"since": since}, timeout=10).json()  # type: ignore[no-any-return]
 
 
 async def send_burst(url: str, bodies: list[bytes], senders: int) -> tuple[float, int]:
@@ -302,7 +315,7 @@ def main() -> None:
             "non_200": failures,
             "ingest_seconds": round(acked_at - started, 3),
             "dms": done,
-            "duplicate_dms": final["dms"] - final["distinct_dms"],
+            "duplicate_dms": final["dms"] - final["distinct_dms"] - final["refused_second_dms"],
             "public_replies": final["replies"] - 5,
             "seconds": round(elapsed, 3),
             "comments_per_second": round(done / elapsed, 1) if elapsed > 0 else None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import hashlib
 import hmac
 import itertools
@@ -27,7 +28,12 @@ import uvicorn
 
 
 class StandIn:
-    def __init__(self, *, webhook_url: str | None, app_secret: str, ig_id: str) -> None:
+    def __init__(
+        self, *, webhook_url: str | None, app_secret: str, ig_id: str, quota: tuple[int, float] | None = None
+    ) -> None:
+        self.quota = quota
+        self.sent_at: collections.deque[float] = collections.deque()
+        self.rate_limited = 0
         self.webhook_url = webhook_url
         self.app_secret = app_secret.encode()
         self.ig_id = ig_id
@@ -35,6 +41,8 @@ class StandIn:
         self.dm_at: dict[str, float] = {}
         self.replies = 0
         self.dms = 0
+        self.refused_dms = 0
+        self.replies_of: dict[str, list[dict[str, Any]]] = {}
         self.waiters: dict[str, asyncio.Event] = {}
         self.client: httpx.AsyncClient | None = None
         self.echo_tasks: set[asyncio.Task[None]] = set()
@@ -79,12 +87,46 @@ class StandIn:
             self.replies += 1
             reply_id = f"1800{next(self.ids):012d}"
             text = urllib.parse.parse_qs(body.decode()).get("message", [""])[0]
+            self.replies_of.setdefault(parts[0], []).append(
+                {"id": reply_id, "text": text, "from": {"id": self.ig_id, "username": "bench.account"}}
+            )
             self.echo_comment(parts[0], reply_id, text)
             return 200, {"id": reply_id}
+        if method == "GET" and len(parts) == 2 and parts[1] == "replies":
+            return 200, {"data": self.replies_of.get(parts[0], [])}
         if method == "POST" and len(parts) == 2 and parts[1] == "messages":
             data = json.loads(body)
             comment_id = data.get("recipient", {}).get("comment_id")
             self.dms += 1
+            if self.quota is not None:
+                count, seconds = self.quota
+                now = time.monotonic()
+                while self.sent_at and self.sent_at[0] <= now - seconds:
+                    self.sent_at.popleft()
+                if len(self.sent_at) >= count:
+                    # As Meta: the account's private-reply budget is spent.
+                    self.rate_limited += 1
+                    return 400, {
+                        "error": {
+                            "message": "(#613) Calls to this api have exceeded the rate limit.",
+                            "type": "OAuthException",
+                            "code": 613,
+                            "fbtrace_id": "bench",
+                        }
+                    }
+                self.sent_at.append(now)
+            if comment_id and comment_id in self.dm_at:
+                # As Meta: one private reply per comment; the second is refused (and reaches nobody).
+                self.refused_dms += 1
+                return 400, {
+                    "error": {
+                        "message": "(#100) ...",
+                        "type": "OAuthException",
+                        "code": 100,
+                        "error_subcode": 2534025,
+                        "fbtrace_id": "bench",
+                    }
+                }
             message_id = f"m_{next(self.ids)}"
             recipient = f"55{abs(hash(comment_id)) % 10**10:010d}"
             if comment_id:
@@ -111,12 +153,18 @@ class StandIn:
             return 200, {"at": self.dm_at[comment_id]}
         if parts == ["stats"]:
             times = sorted(self.dm_at.values())
+            since = float(query.get("since", ["0"])[0])
+            after = [t for t in times if t >= since]
             return 200, {
                 "replies": self.replies,
                 "dms": self.dms,
                 "distinct_dms": len(self.dm_at),
+                "refused_second_dms": self.refused_dms,
+                "rate_limited": self.rate_limited,
+                "comments_with_two_replies": sum(1 for r in self.replies_of.values() if len(r) > 1),
                 "first_dm_at": times[0] if times else None,
                 "last_dm_at": times[-1] if times else None,
+                "first_dm_since": after[0] if after else None,
                 "echo_failures": self.echo_failures,
                 "echoes_in_flight": len(self.echo_tasks),
             }
@@ -182,8 +230,13 @@ def main() -> None:
     parser.add_argument("--webhook-url")
     parser.add_argument("--app-secret", required=True)
     parser.add_argument("--ig-id", required=True)
+    parser.add_argument("--quota", help="COUNT/SECONDS: refuse private replies beyond it with 613, as Meta does")
     args = parser.parse_args()
-    app = StandIn(webhook_url=args.webhook_url, app_secret=args.app_secret, ig_id=args.ig_id)
+    quota = None
+    if args.quota:
+        count, seconds = args.quota.split("/")
+        quota = (int(count), float(seconds))
+    app = StandIn(webhook_url=args.webhook_url, app_secret=args.app_secret, ig_id=args.ig_id, quota=quota)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 

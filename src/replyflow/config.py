@@ -75,7 +75,8 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=4, ge=1, le=64)
     graph_timeout_seconds: float = Field(default=15.0, gt=0)
     # How long a worker holds a run before another may take it over (it must outlast a few Graph calls).
-    run_lease_seconds: int = Field(default=120, ge=2, le=3600)
+    # Renewed by the owning process's heartbeat every third of it: only a dead process's lease runs out.
+    run_lease_seconds: int = Field(default=30, ge=2, le=3600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool | None = None
 

@@ -290,3 +290,23 @@ def test_the_sweeper_requeues_lost_jobs_and_expired_leases(world: World) -> None
     assert {job[0] for job in world.jobs} == {world.run_for(lost).id, held_id}
     with world.runtime.session() as session:
         assert session.scalar(select(Run.lease_owner).where(Run.id == held_id)) == "dead"
+
+
+def test_a_bare_613_on_the_dm_makes_only_that_run_wait(world: World) -> None:
+    """Meta refuses a DM with 613 and no usage headers (its count and ours disagree): the slot is given back and
+    the run waits its turn again, without throttling the whole account for Meta's default five minutes."""
+    world.add_rule()
+    world.state.inject_failure(MESSAGES, kind="error", code=613)
+    comment_id = world.comment("link")
+
+    world.drive(advance=False)
+    run = world.run_for(comment_id)
+    assert run.status == RunStatus.WAITING_QUOTA.value
+    assert run.dm_state == SendState.NONE.value
+    with world.runtime.session() as session:
+        state = session.get(AccountAutomationState, world.account_id)
+        assert state is None or state.throttled_until is None
+    assert world.engine.gate.used(account_id=world.account_id, now=world.now()) == 0
+
+    world.drive()
+    world.assert_reply_then_dm_once(comment_id)

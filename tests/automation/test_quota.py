@@ -217,3 +217,21 @@ def test_a_burst_drains_at_the_quota_without_613_redis_gate(quota_settings: Any,
     finally:
         gate.close()
         runtime.close()
+
+
+def test_a_confirmed_send_counts_from_when_its_call_ended(make_any_gate: Any) -> None:
+    """Meta counts a DM when it arrives, after our grant: a slot confirmed at the end of its call keeps the window
+    closed until a full window after that, so a slow call can never let a send through early at a window edge."""
+    gate = make_any_gate(1, 10)
+    assert gate.acquire(account_id="acc_a", key="run1", now=at(0)).granted
+    gate.confirm(account_id="acc_a", key="run1", at=at(4))
+    assert not gate.acquire(account_id="acc_a", key="run2", now=at(10.5)).granted  # 10.1 s after the grant only
+    assert gate.acquire(account_id="acc_a", key="run2", now=at(14.2)).granted  # 10.1 s after the call ended
+
+
+def test_confirming_a_released_slot_does_not_bring_it_back(make_any_gate: Any) -> None:
+    gate = make_any_gate(1, 10)
+    assert gate.acquire(account_id="acc_a", key="run1", now=at(0)).granted
+    gate.release(account_id="acc_a", key="run1")
+    gate.confirm(account_id="acc_a", key="run1", at=at(1))
+    assert gate.used(account_id="acc_a", now=at(2)) == 0

@@ -92,7 +92,7 @@ UNCERTAIN = frozenset({SendState.ATTEMPTING.value, SendState.UNKNOWN.value})
 class EngineOptions:
     """Tunables; the defaults suit Meta. Tests shorten the lease and the back-off."""
 
-    lease_seconds: float = 120.0
+    lease_seconds: float = 30.0
     max_attempts: int = 10
     backoff_base_seconds: float = 5.0
     backoff_max_seconds: float = 1800.0
@@ -879,7 +879,8 @@ class Engine:
                 detail=f"The rule waits before the DM, until {run.dm_due_at.isoformat()}.",
             )
         attempt = run.dm_attempts + 1
-        decision = self.gate.acquire(account_id=account.id, key=f"{run.id}:dm{attempt}", now=now)
+        slot = f"{run.id}:dm{attempt}"
+        decision = self.gate.acquire(account_id=account.id, key=slot, now=now)
         if not decision.granted:
             first_wait = run.status != RunStatus.WAITING_QUOTA.value
             log.info("private_reply_waiting_quota", run_id=run.id, until=decision.at.isoformat())
@@ -941,6 +942,7 @@ class Engine:
         try:
             result, usage = self.graph.call(account, work)
         except OutcomeUnknown as exc:
+            self._confirm_slot(account.id, slot)
             raise self._retry(
                 lease,
                 reason="dm_outcome_unknown",
@@ -949,6 +951,7 @@ class Engine:
                 changes={"dm_state": SendState.UNKNOWN.value},
             ) from None
         except CommentFinal as exc:
+            self._confirm_slot(account.id, slot)
             if uncertain_before and exc.reason is CommentFinalReason.PRIVATE_REPLY_ALREADY_SENT_OR_INVALID:
                 # The earlier attempt got through: Meta allows one private reply per comment.
                 raise self._dm_sent(lease, snap, message_id=None, recipient_id=run.from_id, reconciled=True) from None
@@ -961,20 +964,46 @@ class Engine:
                 changes={"dm_state": SendState.UNKNOWN.value if uncertain_before else SendState.NONE.value},
             ) from None
         except GraphError as exc:
+            restore = SendState.UNKNOWN.value if uncertain_before else SendState.NONE.value
+            if isinstance(exc, RateLimited) and exc.meta_code == 613 and not (exc.usage and exc.usage.regain_seconds):
+                # A 613 with no usage header saying for how long: Meta's private-reply count and ours disagree
+                # (sends made outside replyflow, or clocks). This send was refused, so its slot is given back, and
+                # only this run waits, at most one quota window — not the whole account for Meta's default 5 min.
+                self.gate.release(account_id=account.id, key=slot)
+                wait = min(float(exc.retry_after_seconds), float(self.gate.quota.seconds))
+                raise self._schedule(
+                    lease,
+                    self.now() + dt.timedelta(seconds=wait * self.rng.uniform(1.0, 1.2)),
+                    step="waiting_quota",
+                    reason="private_reply_quota",
+                    detail="Meta refused the DM for now: the account's private-reply budget is spent at Meta.",
+                    changes={"status": RunStatus.WAITING_QUOTA.value, "dm_state": restore},
+                    outcome=Outcome.WAITING_QUOTA,
+                ) from None
             if isinstance(exc, TransientError | TokenInvalid):
                 # Nothing left this process (no connection) or Meta refused the token: the slot was not used.
-                self.gate.release(account_id=account.id, key=f"{run.id}:dm{attempt}")
-            restore = SendState.UNKNOWN.value if uncertain_before else SendState.NONE.value
+                self.gate.release(account_id=account.id, key=slot)
+            else:
+                self._confirm_slot(account.id, slot)
             self._on_graph_error(lease, snap, exc, what="send_private_reply", changes={"dm_state": restore})
             return
         except NoToken:
-            self.gate.release(account_id=account.id, key=f"{run.id}:dm{attempt}")
+            self.gate.release(account_id=account.id, key=slot)
             raise
+        self._confirm_slot(account.id, slot)
         # The private-reply budget shows up in the usage headers too; our quota gate already paces it exactly.
         self._note_usage(account.id, _without_messaging_budget(usage))
         raise self._dm_sent(
             lease, snap, message_id=result.message_id, recipient_id=result.recipient_id or run.from_id, reconciled=False
         )
+
+    def _confirm_slot(self, account_id: str, slot: str) -> None:
+        """The send may have reached Meta: count it from now, when Meta has certainly seen it (not from when the
+        slot was granted), so our window never runs ahead of Meta's however long the call took to arrive."""
+        try:
+            self.gate.confirm(account_id=account_id, key=slot, at=self.now())
+        except Exception as exc:  # the slot keeps its grant time: the safety margin still covers most of it
+            log.warning("quota_confirm_failed", account_id=account_id, error=exc)
 
     def _dm_sent(
         self, lease: _Lease, snap: _Snapshot, *, message_id: str | None, recipient_id: str | None, reconciled: bool

@@ -20,7 +20,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from replyflow.automation.models import PrivateReplySlot, QuotaLock
@@ -54,6 +54,10 @@ class QuotaGate(Protocol):
 
     def release(self, *, account_id: str, key: str) -> None:
         """Give back a slot whose send certainly never reached Meta."""
+
+    def confirm(self, *, account_id: str, key: str, at: dt.datetime) -> None:
+        """The granted send ``key`` is over (or its outcome unknown) at ``at``: count it from then on. Meta counts a
+        send when it arrives, which is after the grant; counting from the end of the call keeps us behind Meta."""
 
     def used(self, *, account_id: str, now: dt.datetime) -> int:
         """Sends counted in the window ending at ``now``."""
@@ -133,6 +137,20 @@ class DatabaseQuotaGate:
         with session_scope(self._factory) as session:
             session.execute(
                 delete(PrivateReplySlot).where(PrivateReplySlot.account_id == account_id, PrivateReplySlot.key == key)
+            )
+
+    def confirm(self, *, account_id: str, key: str, at: dt.datetime) -> None:
+        with session_scope(self._factory) as session:
+            session.execute(
+                update(PrivateReplySlot)
+                .where(
+                    PrivateReplySlot.account_id == account_id,
+                    PrivateReplySlot.key == key,
+                    PrivateReplySlot.kind == SENT,
+                    PrivateReplySlot.at < at,
+                )
+                .values(at=at)
+                .execution_options(synchronize_session=False)
             )
 
     def used(self, *, account_id: str, now: dt.datetime) -> int:
@@ -251,6 +269,11 @@ class RedisQuotaGate:
         pipe.zrem(sent, key)
         pipe.zrem(hold, key)
         pipe.execute()
+
+    def confirm(self, *, account_id: str, key: str, at: dt.datetime) -> None:
+        sent, _ = self._keys(account_id)
+        # XX: only a slot still recorded (never re-create one released meanwhile); GT: never move it earlier.
+        self._redis.zadd(sent, {key: _ms(at)}, xx=True, gt=True)
 
     def used(self, *, account_id: str, now: dt.datetime) -> int:
         sent, _ = self._keys(account_id)
