@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 from sqlalchemy import func, or_, select, update
@@ -1053,7 +1053,7 @@ class Engine:
 
     def _on_graph_error(
         self, lease: _Lease, snap: _Snapshot, exc: GraphError, *, what: str, changes: dict[str, Any] | None = None
-    ) -> None:
+    ) -> NoReturn:
         """Turn a failed call into the run's next state; always raises ``_Stop``."""
         account = snap.account
         log.info(

@@ -112,6 +112,8 @@ def enqueue_after_commit(*, session: Session, runtime: Runtime, follow_up_id: st
 
 
 def _flush_pending(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a SAVEPOINT was released (a delivery of a batch); the follow-up's row is not committed yet
     for runtime, follow_up_id, delay in session.info.pop(_PENDING, []):
         enqueue(runtime=runtime, follow_up_id=follow_up_id, delay=delay)
 
