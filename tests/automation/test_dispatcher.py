@@ -70,3 +70,19 @@ def test_a_restarted_process_frees_its_dead_predecessors_leases_at_once(world: W
 def test_lease_owners_name_their_process() -> None:
     assert lease_owner_process("web-1:4242:abcdef0123") == ("web-1", 4242)
     assert lease_owner_process("legacy-owner") is None
+
+
+def test_the_heartbeat_keeps_a_live_processs_leases_and_only_those(world: World) -> None:
+    world.add_rule()
+    ours = _matched_run(world, "fan.c")
+    claimed = world.engine.claim_due(limit=10, per_account=10)
+    assert [c.run_id for c in claimed] == [ours.id]
+    world.advance(seconds=20)
+
+    assert world.engine.renew_leases(claimed) == 1
+
+    world.advance(seconds=20)  # 40 s after the claim: past the first lease, inside the renewed one
+    assert world.engine.claim_due(limit=10, per_account=10) == []
+    with world.runtime.session() as session:
+        session.execute(update(Run).where(Run.id == ours.id).values(lease_owner="someone-else:1:x"))
+    assert world.engine.renew_leases(claimed) == 0  # a lease taken over is never renewed by its old holder

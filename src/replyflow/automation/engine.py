@@ -281,21 +281,24 @@ class Engine:
         """Heartbeat: push out the leases this process holds, so only a dead process's leases run out."""
         if not claimed:
             return 0
-        now = self.now()
         by_owner: dict[str, list[str]] = {}
         for item in claimed:
             by_owner.setdefault(item.owner, []).append(item.run_id)
-        renewed = 0
+        return self._move_lease_ends(by_owner, self.now() + self.lease)
+
+    def _move_lease_ends(self, by_owner: dict[str, list[str]], until: dt.datetime) -> int:
+        """Set the lease end of the given runs, only where each owner still holds them; returns how many."""
+        moved = 0
         with self.runtime.session() as session:
             for owner, ids in by_owner.items():
                 result = session.execute(
                     update(Run)
                     .where(Run.id.in_(ids), Run.lease_owner == owner)
-                    .values(lease_expires_at=now + self.lease)
+                    .values(lease_expires_at=until)
                     .execution_options(synchronize_session=False)
                 )
-                renewed += int(getattr(result, "rowcount", 0) or 0)
-        return renewed
+                moved += int(getattr(result, "rowcount", 0) or 0)
+        return moved
 
     def release_dead_leases(self) -> int:
         """Free at once the leases of processes on this host that are gone (this process restarting after a
@@ -311,16 +314,7 @@ class Engine:
             process = lease_owner_process(owner or "")
             if process is not None and process[0] == host and str(process[1]) != me and not _process_alive(process[1]):
                 dead.setdefault(owner or "", []).append(run_id)
-        released = 0
-        with self.runtime.session() as session:
-            for owner, ids in dead.items():
-                result = session.execute(
-                    update(Run)
-                    .where(Run.id.in_(ids), Run.lease_owner == owner)
-                    .values(lease_expires_at=now)
-                    .execution_options(synchronize_session=False)
-                )
-                released += int(getattr(result, "rowcount", 0) or 0)
+        released = self._move_lease_ends(dead, now) if dead else 0
         if released:
             log.info("dead_leases_released", runs=released)
         return released
