@@ -44,8 +44,3 @@ def notify(runtime: Runtime, channel: str, delay: float | None = None) -> bool:
         return False
     waker.wake(delay)
     return True
-
-
-def has(runtime: Runtime, channel: str) -> bool:
-    with _lock:
-        return channel in _wakers.get(runtime, {})

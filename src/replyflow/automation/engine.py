@@ -39,7 +39,7 @@ from replyflow.accounts.health import mark_token_invalid
 from replyflow.accounts.models import Account
 from replyflow.automation import clock as automation_clock
 from replyflow.automation import repository as repo
-from replyflow.automation.graph_calls import AccountGraph, NoToken
+from replyflow.automation.graph_calls import AccountGraph, NoToken, Work
 from replyflow.automation.intake import (
     decide_run,
     enqueue_run,
@@ -475,7 +475,6 @@ class Engine:
                     log.error("stored_rule_invalid", rule_id=rule.id)
             state = session.get(AccountAutomationState, account.id)
             throttled_until = state.throttled_until if state is not None else None
-            session.expunge_all()
             return _Snapshot(run=run, account=account, rule=rule, spec=spec, throttled_until=throttled_until)
 
     def _hand_back(self, lease: _Lease, *, delay: float) -> None:
@@ -934,9 +933,8 @@ class Engine:
             )
 
         try:
-            result, usage = self.graph.call(account, work)
+            result, usage = self._send_in_slot(account, slot, work)
         except OutcomeUnknown as exc:
-            self._confirm_slot(account.id, slot)
             raise self._retry(
                 lease,
                 reason="dm_outcome_unknown",
@@ -945,7 +943,6 @@ class Engine:
                 changes={"dm_state": SendState.UNKNOWN.value},
             ) from None
         except CommentFinal as exc:
-            self._confirm_slot(account.id, slot)
             if uncertain_before and exc.reason is CommentFinalReason.PRIVATE_REPLY_ALREADY_SENT_OR_INVALID:
                 # The earlier attempt got through: Meta allows one private reply per comment.
                 raise self._dm_sent(lease, snap, message_id=None, recipient_id=run.from_id, reconciled=True) from None
@@ -959,11 +956,8 @@ class Engine:
             ) from None
         except GraphError as exc:
             restore = SendState.UNKNOWN.value if uncertain_before else SendState.NONE.value
-            if isinstance(exc, RateLimited) and exc.meta_code == 613 and not (exc.usage and exc.usage.regain_seconds):
-                # A 613 with no usage header saying for how long: Meta's private-reply count and ours disagree
-                # (sends made outside replyflow, or clocks). This send was refused, so its slot is given back, and
-                # only this run waits, at most one quota window — not the whole account for Meta's default 5 min.
-                self.gate.release(account_id=account.id, key=slot)
+            if isinstance(exc, RateLimited) and _meta_budget_refusal(exc):
+                # Only this run waits, at most one quota window: not the whole account for Meta's default 5 min.
                 wait = min(float(exc.retry_after_seconds), float(self.gate.quota.seconds))
                 raise self._schedule(
                     lease,
@@ -974,26 +968,30 @@ class Engine:
                     changes={"status": RunStatus.WAITING_QUOTA.value, "dm_state": restore},
                     outcome=Outcome.WAITING_QUOTA,
                 ) from None
-            if isinstance(exc, TransientError | TokenInvalid):
-                # Nothing left this process (no connection) or Meta refused the token: the slot was not used.
-                self.gate.release(account_id=account.id, key=slot)
-            else:
-                self._confirm_slot(account.id, slot)
             self._on_graph_error(lease, snap, exc, what="send_private_reply", changes={"dm_state": restore})
-            return
-        except NoToken:
-            self.gate.release(account_id=account.id, key=slot)
-            raise
-        self._confirm_slot(account.id, slot)
         # The private-reply budget shows up in the usage headers too; our quota gate already paces it exactly.
         self._note_usage(account.id, _without_messaging_budget(usage))
         raise self._dm_sent(
             lease, snap, message_id=result.message_id, recipient_id=result.recipient_id or run.from_id, reconciled=False
         )
 
+    def _send_in_slot(self, account: Account, slot: str, work: Work[SendResult]) -> tuple[SendResult, Usage | None]:
+        """Make a send the quota gate granted, and settle its slot. Given back when the DM certainly reached nobody
+        (no connection, a refused or missing token, Meta's budget refusal); otherwise counted from the end of the
+        call, when Meta has certainly seen it, not from the grant: Meta counts a DM when it arrives, so our window
+        never runs ahead of Meta's however long the call took to get there."""
+        try:
+            sent = self.graph.call(account, work)
+        except Exception as exc:
+            if isinstance(exc, TransientError | TokenInvalid | NoToken) or _meta_budget_refusal(exc):
+                self.gate.release(account_id=account.id, key=slot)
+            else:
+                self._confirm_slot(account.id, slot)
+            raise
+        self._confirm_slot(account.id, slot)
+        return sent
+
     def _confirm_slot(self, account_id: str, slot: str) -> None:
-        """The send may have reached Meta: count it from now, when Meta has certainly seen it (not from when the
-        slot was granted), so our window never runs ahead of Meta's however long the call took to arrive."""
         try:
             self.gate.confirm(account_id=account_id, key=slot, at=self.now())
         except Exception as exc:  # the slot keeps its grant time: the safety margin still covers most of it
@@ -1151,6 +1149,12 @@ class Engine:
                 state.usage_percent = usage.max_percent
                 state.usage_at = now
         log.info("account_throttled", account_id=account_id, until=until.isoformat())
+
+
+def _meta_budget_refusal(exc: Exception) -> bool:
+    """A 613 on a DM with no usage header saying for how long: Meta counts the account's private replies apart from
+    us (sends made outside replyflow, or clocks); the send was refused and reached nobody."""
+    return isinstance(exc, RateLimited) and exc.meta_code == 613 and not (exc.usage and exc.usage.regain_seconds)
 
 
 def _without_messaging_budget(usage: Usage | None) -> Usage | None:
