@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from bench.bench_pipeline import IG_ID, MEDIA_ID, PAGE_ID, RESULTS, SENDERS, Deployment, comment_delivery, send_burst
-from bench.bench_pipeline import wait_http as _wait_http
+from bench.common import wait_http
 
 COMMENTS = int(os.environ.get("BENCH_CRASH_COMMENTS", "200"))
 
@@ -40,7 +40,7 @@ def main() -> None:
         dep.serve = dep.start(
             [sys.executable, "-m", "replyflow", "serve", "--host", "127.0.0.1", "--port", str(dep.port)], "serve-2"
         )
-        _wait_http(f"http://127.0.0.1:{dep.port}/healthz", dep.serve)
+        wait_http(f"http://127.0.0.1:{dep.port}/healthz", dep.serve)
         answering = time.time() - restarted
         deadline = time.monotonic() + 300
         stats = dep.stats()

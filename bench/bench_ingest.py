@@ -10,12 +10,9 @@ acknowledged was stored. Run with ``make bench`` or ``python -m bench.bench_inge
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -27,15 +24,10 @@ from pathlib import Path
 
 import httpx
 
-SECRET = "bench-secret-0123456789abcdef0123"
+from bench.common import SECRET, free_port, sign, wait_http
+
 REQUESTS = int(os.environ.get("BENCH_INGEST_REQUESTS", "3000"))
 CONCURRENCY = int(os.environ.get("BENCH_INGEST_CONCURRENCY", "8"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _delivery(i: int) -> bytes:
@@ -62,23 +54,6 @@ def _delivery(i: int) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def _sign(body: bytes) -> str:
-    return "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
-
-
 async def _load(url: str, bodies: list[bytes]) -> tuple[float, list[float], int]:
     latencies: list[float] = []
     failures = 0
@@ -92,7 +67,7 @@ async def _load(url: str, bodies: list[bytes]) -> tuple[float, list[float], int]
             nonlocal failures
             while not queue.empty():
                 body = queue.get_nowait()
-                headers = {"X-Hub-Signature-256": _sign(body), "Content-Type": "application/json"}
+                headers = {"X-Hub-Signature-256": sign(body), "Content-Type": "application/json"}
                 started = time.perf_counter()
                 resp = await client.post(url, content=body, headers=headers)
                 latencies.append(time.perf_counter() - started)
@@ -124,7 +99,7 @@ def _wrk(base: str, body: bytes) -> Result:
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         f.write(body)
         f.flush()
-        env = dict(os.environ, BENCH_PATH="/webhooks/instagram", BENCH_BODY_FILE=f.name, BENCH_SIGNATURE=_sign(body))
+        env = dict(os.environ, BENCH_PATH="/webhooks/instagram", BENCH_BODY_FILE=f.name, BENCH_SIGNATURE=sign(body))
         script = str(Path(__file__).with_name("wrk_post.lua"))
         subprocess.run([WRK, "-t1", "-c4", "-d2s", "-s", script, base], env=env, capture_output=True, check=True)
         out = subprocess.run(
@@ -165,7 +140,7 @@ def _httpx(url: str, bodies: list[bytes]) -> Result:
 def _measure(cmd: list[str], env: dict[str, str], health: str, base: str, bodies: list[bytes]) -> Result:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_ready(health, proc)
+        wait_http(health, proc)
         return _wrk(base, bodies[0]) if WRK else _httpx(f"{base}/webhooks/instagram", bodies)
     finally:
         proc.terminate()
@@ -181,7 +156,7 @@ def main() -> None:
     bodies = [_delivery(i) for i in range(REQUESTS + 200)]
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("REPLYFLOW_")}
 
-    port = _free_port()
+    port = free_port()
     bare_env = dict(base_env, BENCH_APP_SECRET=SECRET, PYTHONPATH=str(Path(__file__).parent.parent))
     bare = _measure(
         [
@@ -202,7 +177,7 @@ def main() -> None:
     )
 
     with tempfile.TemporaryDirectory() as tmp:
-        port = _free_port()
+        port = free_port()
         env = dict(
             base_env,
             REPLYFLOW_DATABASE_URL=f"sqlite:///{tmp}/bench.db",

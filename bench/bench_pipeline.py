@@ -20,12 +20,9 @@ Results are printed and written to ``bench/results/pipeline.json``. Knobs: ``BEN
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +33,8 @@ from typing import Any
 
 import httpx
 
-SECRET = "bench-secret-0123456789abcdef0123"
+from bench.common import SECRET, free_port, sign, wait_http
+
 APP_ID = "100000000000077"
 IG_ID = "17841400000000001"
 PAGE_ID = "100200300400500"
@@ -48,12 +46,6 @@ QUIET_SECONDS = float(os.environ.get("BENCH_QUIET_SECONDS", "60"))
 ECHOES = os.environ.get("BENCH_ECHOES", "1") == "1"
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def comment_delivery(comment_id: str, n: int, *, ig_id: str = IG_ID, media_id: str = MEDIA_ID) -> bytes:
@@ -78,23 +70,6 @@ def comment_delivery(comment_id: str, n: int, *, ig_id: str = IG_ID, media_id: s
         ],
     }
     return json.dumps(payload, separators=(",", ":")).encode()
-
-
-def sign(body: bytes) -> str:
-    return "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def replyflow_env(tmp: str, graph_port: int, **extra: str) -> dict[str, str]:
