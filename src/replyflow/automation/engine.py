@@ -28,10 +28,10 @@ import weakref
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import structlog
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
@@ -54,6 +54,7 @@ from replyflow.automation.models import (
     Run,
     RunFailure,
     RunStatus,
+    RunStep,
     SendState,
 )
 from replyflow.automation.private_reply import build_message
@@ -63,7 +64,7 @@ from replyflow.automation.schemas import RuleSpec
 from replyflow.automation.sql import insert_ignore
 from replyflow.automation.templates import template_variables
 from replyflow.automation.window import private_reply_deadline
-from replyflow.conversations.links import track_message
+from replyflow.conversations.links import has_tracked_links, track_message
 from replyflow.conversations.service import record_private_reply
 from replyflow.errors import ReplyflowError
 from replyflow.graph.client import GraphClient
@@ -132,10 +133,21 @@ class _Stop(Exception):
         self.outcome = outcome
 
 
+#: A step to record: (step, reason, detail, data).
+_StepRow = tuple[str, str | None, str | None, dict[str, Any] | None]
+_ACTIVE = frozenset(s.value for s in ACTIVE_STATUSES)
+_RUNS = cast(Table, Run.__table__)
+_STEPS = cast(Table, RunStep.__table__)
+
+
 @dataclass
 class _Lease:
     run_id: str
     owner: str
+    # The run as we last read or wrote it. While we hold the lease nobody else writes the run, so the next step
+    # starts from it instead of reading the run, its account and its rule again; an ``apply`` write (which may
+    # change anything) forgets it.
+    snapshot: _Snapshot | None = None
 
 
 @dataclass(frozen=True)
@@ -426,9 +438,19 @@ class Engine:
         data: dict[str, Any] | None = None,
         release: bool = False,
         apply: Callable[[Session, Run, Account], None] | None = None,
+        finish: bool = False,
+        hook: Callable[[Session, Run], None] | None = None,
     ) -> None:
-        """One transaction on the run, only while we still hold it; extends the lease unless ``release``."""
+        """One transaction on the run, only while we still hold it; extends the lease unless ``release``.
+        ``finish``: then the run is done (its ``done`` step recorded after the others), in the same transaction.
+        ``apply`` may change the run and its account; ``hook`` writes beside the run (reads it, never changes it)."""
         now = self.now()
+        steps = [(step, reason, detail, data)] if step is not None else []
+        if apply is None and lease.snapshot is not None:
+            known = lease.snapshot.run
+            self._write_known(lease, known, now, changes or {}, steps, release=release, finish=finish, hook=hook)
+            return
+        lease.snapshot = None
         with self.runtime.session() as session:
             run = session.scalar(select(Run).where(Run.id == lease.run_id).with_for_update())
             if run is None or run.lease_owner != lease.owner:
@@ -440,24 +462,113 @@ class Engine:
                 account = session.get(Account, run.account_id)
                 assert account is not None
                 apply(session, run, account)
-            if step is not None:
+            if hook is not None:
+                hook(session, run)
+            for name, step_reason, step_detail, step_data in steps:
                 repo.add_step(
                     session=session,
                     run=run,
-                    step=step,
+                    step=name,
                     at=now,
-                    reason=reason,
-                    detail=detail,
+                    reason=step_reason,
+                    detail=step_detail,
                     rule_id=run.rule_id,
-                    data=data,
+                    data=step_data,
                 )
+            if finish:
+                run.status, run.finished_at, run.next_attempt_at = RunStatus.DONE.value, now, None
+                repo.add_step(session=session, run=run, step="done", at=now, rule_id=run.rule_id)
             if release or run.status not in ACTIVE_STATUSES:
                 run.lease_owner = None
                 run.lease_expires_at = None
             else:
                 run.lease_expires_at = now + self.lease
 
+    def _write_known(
+        self,
+        lease: _Lease,
+        run: Run,
+        now: dt.datetime,
+        changes: dict[str, Any],
+        steps: list[_StepRow],
+        *,
+        release: bool,
+        finish: bool,
+        hook: Callable[[Session, Run], None] | None,
+    ) -> None:
+        """``_write`` for a run whose state we know (``lease.snapshot``): one ``UPDATE … WHERE lease_owner`` and
+        one insert of its steps, no ORM unit of work. The detached snapshot is kept equal to the row."""
+        values = dict(changes)
+        values["updated_at"] = now
+        status = values.get("status", run.status)
+        rows = [
+            (name, status, step_reason, step_detail, step_data) for name, step_reason, step_detail, step_data in steps
+        ]
+        if finish:
+            values.update(status=RunStatus.DONE.value, finished_at=now, next_attempt_at=None)
+            rows.append(("done", RunStatus.DONE.value, None, None, None))
+        if release or values.get("status", run.status) not in _ACTIVE:
+            values.update(lease_owner=None, lease_expires_at=None)
+        else:
+            values["lease_expires_at"] = now + self.lease
+        try:
+            with self.runtime.session() as session:
+                conn = session.connection()
+                result = conn.execute(
+                    update(_RUNS).where(_RUNS.c.id == lease.run_id, _RUNS.c.lease_owner == lease.owner).values(values)
+                )
+                if result.rowcount != 1:
+                    raise LeaseLost(lease.run_id)
+                if rows:
+                    conn.execute(
+                        insert(_STEPS),
+                        [
+                            {
+                                "run_id": lease.run_id,
+                                "at": now,
+                                "step": name,
+                                "status": step_status,
+                                "reason": step_reason,
+                                "detail": step_detail,
+                                "rule_id": run.rule_id,
+                                "data": step_data,
+                            }
+                            for name, step_status, step_reason, step_detail, step_data in rows
+                        ],
+                    )
+                for key, value in values.items():
+                    setattr(run, key, value)
+                if hook is not None:
+                    hook(session, run)
+        except BaseException:
+            lease.snapshot = None  # the row may not be what the snapshot now says: read it again
+            raise
+
     def _read(self, lease: _Lease) -> _Snapshot:
+        if lease.snapshot is not None:
+            return self._refresh(lease.snapshot)
+        lease.snapshot = self._load(lease)
+        return lease.snapshot
+
+    def _refresh(self, snap: _Snapshot) -> _Snapshot:
+        """What other runs and the dashboard may have changed since we read: the account's token and connection
+        (a 190 on another run, a re-connect) and its throttle (a 613 or high usage on another run)."""
+        accounts, states = Account.__table__, AccountAutomationState.__table__
+        columns = ("reauthorization_required", "token_status", "disconnected_at", "token_ciphertext")
+        with self.runtime.read_engine.connect() as conn:
+            row = conn.execute(
+                select(*(accounts.c[name] for name in columns), states.c.throttled_until)
+                .select_from(accounts.outerjoin(states, states.c.account_id == accounts.c.id))
+                .where(accounts.c.id == snap.account.id)
+            ).first()
+        if row is None:
+            raise _Stop(Outcome.FINISHED)
+        for name, value in zip(columns, row, strict=False):
+            setattr(snap.account, name, value)
+        snap.throttled_until = row.throttled_until
+        return snap
+
+    def _load(self, lease: _Lease) -> _Snapshot:
         # A read session: on SQLite it does not queue for the write lock.
         with self.runtime.read_session() as session:
             run = session.get(Run, lease.run_id)
@@ -537,9 +648,12 @@ class Engine:
         changes: dict[str, Any] | None = None,
     ) -> _Stop:
         """Back off after a transient failure (exponential, jittered), or give up after ``max_attempts``."""
-        with self.runtime.session() as session:
-            run = session.get(Run, lease.run_id)
-            attempts = (run.attempts if run is not None else 0) + 1
+        if lease.snapshot is not None:
+            attempts = lease.snapshot.run.attempts + 1
+        else:
+            with self.runtime.read_session() as session:
+                run = session.get(Run, lease.run_id)
+                attempts = (run.attempts if run is not None else 0) + 1
         values = dict(changes or {})
         values["attempts"] = attempts
         if attempts >= self.options.max_attempts:
@@ -907,13 +1021,13 @@ class Engine:
 
         def store_message(session: Session, stored: Run, _account: Account) -> None:
             nonlocal message
-            if not resend:
-                # Link buttons go out as /r/{code}; codes are kept per (run, URL), so a rebuilt message gets the same.
-                message = track_message(
-                    session=session, run_or_thread=stored, message=message, public_url=self.runtime.settings.public_url
-                )
+            # Link buttons go out as /r/{code}; codes are kept per (run, URL), so a rebuilt message gets the same.
+            message = track_message(
+                session=session, run_or_thread=stored, message=message, public_url=self.runtime.settings.public_url
+            )
             stored.dm_message = message
 
+        tracked = not resend and has_tracked_links(message)
         self._write(
             lease,
             changes={
@@ -921,10 +1035,11 @@ class Engine:
                 "dm_attempts": attempt,
                 "dm_text": text,
                 "status": RunStatus.PUBLIC_REPLIED.value,
+                **({} if tracked else {"dm_message": message}),
             },
             step="dm_attempt",
             data={"attempt": attempt, "reconciling": uncertain_before},
-            apply=store_message,
+            apply=store_message if tracked else None,
         )
 
         async def work(client: GraphClient, token: Any) -> SendResult:
@@ -1002,7 +1117,7 @@ class Engine:
     ) -> _Stop:
         now = self.now()
 
-        def record_thread(session: Session, run: Run, _account: Account) -> None:
+        def record_thread(session: Session, run: Run) -> None:
             # The conversation starts now, before Meta's echo arrives. The thread can be rebuilt from the run
             # (conversations.sync), so a failure here must never undo the record that the DM was sent.
             try:
@@ -1013,6 +1128,7 @@ class Engine:
             except Exception as exc:
                 log.error("conversation_record_failed", run_id=run.id, error=exc, exc_info=exc)
 
+        # "dm_sent" and "done" in one transaction: nothing is left to do once the DM is out.
         self._write(
             lease,
             changes={
@@ -1030,7 +1146,8 @@ class Engine:
                 else None
             ),
             data={"message_id": message_id, "reconciled": reconciled},
-            apply=record_thread,
+            hook=record_thread,
+            finish=True,
         )
         log.info(
             "private_reply_sent",
@@ -1039,7 +1156,8 @@ class Engine:
             message_id=message_id,
             reconciled=reconciled,
         )
-        return self._finish(lease, RunStatus.DONE, step="done")
+        log.info("run_finished", run_id=lease.run_id, status=RunStatus.DONE.value, reason=None)
+        return _Stop(Outcome.FINISHED)
 
     # -- Meta's answers ----------------------------------------------------------------------------------
 

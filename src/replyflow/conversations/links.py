@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -171,28 +172,31 @@ def track_message(
 ) -> dict[str, Any]:
     """A copy of a Send API ``message`` whose link buttons (and template default actions) go through ``/r/``."""
     tracked = copy.deepcopy(message)
-    payload = (tracked.get("attachment") or {}).get("payload") or {}
-
-    def rewrite(holder: dict[str, Any]) -> None:
-        url = holder.get("url")
-        if isinstance(url, str) and is_redirectable(url):
-            holder["url"] = tracked_url(
-                session=session, run_or_thread=run_or_thread, url=url, public_url=public_url, source=source
-            )
-
-    for button in payload.get("buttons") or []:
-        if isinstance(button, dict) and button.get("type") == "web_url":
-            rewrite(button)
-    for element in payload.get("elements") or []:
-        if not isinstance(element, dict):
-            continue
-        action = element.get("default_action")
-        if isinstance(action, dict) and action.get("type") == "web_url":
-            rewrite(action)
-        for button in element.get("buttons") or []:
-            if isinstance(button, dict) and button.get("type") == "web_url":
-                rewrite(button)
+    for holder in _links_of(tracked):
+        holder["url"] = tracked_url(
+            session=session, run_or_thread=run_or_thread, url=holder["url"], public_url=public_url, source=source
+        )
     return tracked
+
+
+def has_tracked_links(message: dict[str, Any]) -> bool:
+    """Whether :func:`track_message` would change ``message`` (it has a link to send through ``/r/``)."""
+    return next(_links_of(message), None) is not None
+
+
+def _links_of(message: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The parts of a Send API ``message`` holding a redirectable ``url``: link buttons, template default actions."""
+    payload = (message.get("attachment") or {}).get("payload") or {}
+    holders: list[Any] = list(payload.get("buttons") or [])
+    for element in payload.get("elements") or []:
+        if isinstance(element, dict):
+            holders.append(element.get("default_action"))
+            holders.extend(element.get("buttons") or [])
+    for holder in holders:
+        if isinstance(holder, dict) and holder.get("type") == "web_url":
+            url = holder.get("url")
+            if isinstance(url, str) and is_redirectable(url):
+                yield holder
 
 
 def is_preview(user_agent: str | None) -> bool:
