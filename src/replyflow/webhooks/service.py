@@ -15,9 +15,9 @@ import time
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,9 @@ from replyflow.webhooks.events import (
 )
 from replyflow.webhooks.models import DeliveryStatus, EventSource, EventStatus, WebhookDelivery, WebhookEvent
 from replyflow.webhooks.repository import insert_event, insert_event_if_new
+
+_DELIVERIES = cast(Table, WebhookDelivery.__table__)
+_EVENTS = cast(Table, WebhookEvent.__table__)
 
 log = get_logger("replyflow.webhooks")
 
@@ -89,40 +92,58 @@ class _Batch:
     touched: set[str] = field(default_factory=set)
 
 
+#: An event to hand to its consumer in the processing transaction: (event row id, event, account).
+_Inline = tuple[str, TypedEvent, Account]
+
+
 def process_delivery(
-    *, session: Session, delivery_id: int, replay: bool = False, force: bool = False, batch: _Batch | None = None
+    *,
+    session: Session,
+    delivery_id: int,
+    replay: bool = False,
+    force: bool = False,
+    batch: _Batch | None = None,
+    inline: list[_Inline] | None = None,
 ) -> ProcessResult | None:
     """Turn one stored delivery into events inside ``session`` (the caller commits).
+
+    With ``inline``, new events for a connected account are collected there for the caller to dispatch in the same
+    transaction (stored as dispatched; see ``process_batch``) instead of listed in ``new_event_ids``.
 
     Returns None when the delivery is not pending (already processed, or another worker holds it), unless
     ``replay`` asks to process it again; then existing events are deduplicated, or re-opened with ``force``.
     """
-    query = select(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
+    # Core, not the ORM: one SELECT and one UPDATE of the delivery row, no unit of work.
+    query = select(_DELIVERIES.c.body, _DELIVERIES.c.attempts).where(_DELIVERIES.c.id == delivery_id)
     if not replay:
-        query = query.where(WebhookDelivery.status == DeliveryStatus.PENDING.value)
+        query = query.where(_DELIVERIES.c.status == DeliveryStatus.PENDING.value)
     # PostgreSQL: another worker's claim is skipped, not waited for. SQLite: BEGIN IMMEDIATE already serialises.
-    delivery = session.scalar(query.with_for_update(skip_locked=not replay))
-    if delivery is None:
+    found = session.execute(query.with_for_update(skip_locked=not replay)).first()
+    if found is None:
         return None
-    if delivery.body is None:
+    body, attempts = found
+    if body is None:
         raise ValidationFailed(
             f"Delivery {delivery_id} can no longer be replayed: its raw body was pruned by retention.",
             code="delivery_pruned",
             hint="Raise REPLYFLOW_INBOX_RETENTION_DAYS to keep raw deliveries longer.",
         )
     now = utcnow()
-    parsed = parse_delivery(delivery.body)
-    delivery.attempts += 1
-    delivery.object = parsed.object
-    delivery.entry_count = parsed.entry_count
-    delivery.change_count = parsed.change_count
-    delivery.problems = parsed.problems or None
-    delivery.processed_at = now
+    parsed = parse_delivery(body)
+    delivery: dict[str, Any] = {
+        "attempts": attempts + 1,
+        "object": parsed.object,
+        "entry_count": parsed.entry_count,
+        "change_count": parsed.change_count,
+        "problems": parsed.problems or None,
+        "processed_at": now,
+    }
     result = ProcessResult(delivery_id=delivery_id, status="", skipped_count=parsed.skipped_count)
     if parsed.rejected_reason is not None:
-        delivery.status = result.status = DeliveryStatus.REJECTED.value
-        delivery.reason = result.reason = parsed.rejected_reason
-        delivery.event_count = delivery.duplicate_count = 0
+        result.status = DeliveryStatus.REJECTED.value
+        result.reason = parsed.rejected_reason
+        delivery.update(status=result.status, reason=result.reason, event_count=0, duplicate_count=0)
+        session.execute(update(_DELIVERIES).where(_DELIVERIES.c.id == delivery_id).values(delivery))
         log.warning("webhook_delivery_rejected", delivery_id=delivery_id, reason=parsed.rejected_reason)
         return result
 
@@ -139,12 +160,20 @@ def process_delivery(
                 now=now,
                 available=available,
             )
+            to_dispatch = row["status"] == EventStatus.PENDING.value and available.get(row["kind"], False)
+            if to_dispatch and inline is not None and account is not None:
+                # Handed to its consumer in this transaction (``process_batch``): stored as dispatched, and
+                # put back to pending there if the consumer fails.
+                row.update(status=EventStatus.DISPATCHED.value, dispatched_at=now, attempts=1)
             if insert_event_if_new(session, row):
                 result.event_count += 1
-                result.event_results.append((row["field"], row["status"]))
-                if row["status"] == EventStatus.PENDING.value and available.get(row["kind"], False):
+                result.event_results.append((row["field"], EventStatus.PENDING.value if to_dispatch else row["status"]))
+                if to_dispatch and inline is not None and account is not None:
+                    inline.append((row["id"], item.event, account))
+                elif to_dispatch:
                     result.new_event_ids.append(row["id"])
                 continue
+            row.update(status=EventStatus.PENDING.value, dispatched_at=None, attempts=0)
             result.duplicate_count += 1
             result.event_results.append((row["field"], EventStatus.DUPLICATE.value))
             original = session.scalar(select(WebhookEvent).where(WebhookEvent.dedupe_key == row["dedupe_key"]))
@@ -175,15 +204,19 @@ def process_delivery(
         _touch_accounts(session, accounts, now)
     else:
         batch.touched.update(account.id for group in accounts.values() for account in group)
-    delivery.status = result.status = DeliveryStatus.PROCESSED.value
+    result.status = DeliveryStatus.PROCESSED.value
     if parsed.problems:
         result.reason = (
             f"partial: {len(parsed.items)} updates extracted, {parsed.skipped_count} skipped; "
             f"first: {parsed.problems[0]}"
         )
-    delivery.reason = result.reason
-    delivery.event_count = result.event_count
-    delivery.duplicate_count = result.duplicate_count
+    delivery.update(
+        status=result.status,
+        reason=result.reason,
+        event_count=result.event_count,
+        duplicate_count=result.duplicate_count,
+    )
+    session.execute(update(_DELIVERIES).where(_DELIVERIES.c.id == delivery_id).values(delivery))
     log.info(
         "webhook_delivery_processed",
         delivery_id=delivery_id,
@@ -289,6 +322,33 @@ def dispatch_event(*, session: Session, event_id: str, runtime: Runtime) -> str:
     if row is None:
         return "skipped"
     return _dispatch_row(session=session, row=row, runtime=runtime)
+
+
+def _dispatch_inline(*, session: Session, event_id: str, event: TypedEvent, account: Account, runtime: Runtime) -> None:
+    """Hand an event stored as dispatched to its consumer; if the consumer fails, its writes are rolled back and the
+    event goes back to pending with the reason, for the sweep to retry (as ``_dispatch_row`` records it)."""
+    try:
+        with session.begin_nested():
+            delivered = consumers.dispatch(session=session, account=account, event=event, runtime=runtime)
+    except OperationalError:
+        raise
+    except Exception as exc:
+        reason = f"consumer_error: {type(exc).__name__}: {redact_text(str(exc))[:200]}"
+        log.error("webhook_event_dispatch_failed", event_id=event_id, kind=event.kind, attempts=1, error=exc)
+        _reopen(session, event_id, reason=reason, attempts=1)
+        return
+    if not delivered:
+        _reopen(
+            session, event_id, reason=f"waiting_for_consumer: {consumers.consumer_path(event.kind)} is not installed"
+        )
+
+
+def _reopen(session: Session, event_id: str, *, reason: str, attempts: int = 0) -> None:
+    session.execute(
+        update(_EVENTS)
+        .where(_EVENTS.c.id == event_id)
+        .values(status=EventStatus.PENDING.value, dispatched_at=None, attempts=attempts, reason=reason)
+    )
 
 
 def _dispatch_row(*, session: Session, row: WebhookEvent, runtime: Runtime) -> str:
@@ -424,26 +484,23 @@ def process_batch(*, runtime: Runtime, delivery_ids: list[int]) -> tuple[list[Pr
     batch = _Batch()
     with runtime.session() as session:
         for delivery_id in delivery_ids:
+            inline: list[_Inline] = []
             try:
                 with session.begin_nested():
-                    result = process_delivery(session=session, delivery_id=delivery_id, batch=batch)
+                    result = process_delivery(session=session, delivery_id=delivery_id, batch=batch, inline=inline)
+                    # The events just parsed go to their consumer as they are: no reload, no second parse.
+                    for event_id, event, account in inline:
+                        _dispatch_inline(
+                            session=session, event_id=event_id, event=event, account=account, runtime=runtime
+                        )
             except OperationalError:
                 raise
             except Exception as exc:
                 _note_processing_error(session=session, delivery_id=delivery_id, error=exc)
                 failed.add(delivery_id)
                 continue
-            if result is None:
-                continue
-            results.append(result)
-            for event_id in result.new_event_ids:
-                try:
-                    with session.begin_nested():
-                        dispatch_event(session=session, event_id=event_id, runtime=runtime)
-                except OperationalError:
-                    raise
-                except Exception as exc:  # e.g. a stored payload that no longer loads: record it, go on
-                    _note_dispatch_error(session=session, event_id=event_id, error=exc)
+            if result is not None:
+                results.append(result)
         _touch_account_ids(session, batch.touched, utcnow())
     for result in results:
         result.observe()
