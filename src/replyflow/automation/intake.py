@@ -22,7 +22,7 @@ from replyflow.automation.matching import CommentContext, PostsMode, RuleDecisio
 from replyflow.automation.models import ACTIVE_STATUSES, KnownMedia, Rule, Run, RunStatus
 from replyflow.automation.reasons import SkipReason
 from replyflow.automation.schemas import RuleSpec
-from replyflow.automation.sql import insert_ignore
+from replyflow.automation.sql import insert_ignore_returning
 from replyflow.automation.window import pick_delay, private_reply_deadline
 from replyflow.ids import new_id
 from replyflow.logging import get_logger
@@ -34,6 +34,7 @@ log = get_logger("replyflow.automation.intake")
 PROCESS_RUN_JOB = "automation.process_run"
 _PENDING = "replyflow.automation.pending_jobs"
 _LISTENING = "replyflow.automation.listening"
+_RULES = "replyflow.automation.rules"
 #: Set in ``session.info`` by the reconciler while it feeds polled comments, so their runs say where they came from.
 RECONCILING_KEY = "replyflow.automation.reconciling"
 #: A delayed DM is due at least this long before the last moment Meta's window allows.
@@ -44,21 +45,21 @@ def accept_comment(*, session: Session, account: Account, event: CommentEvent, r
     """Create the comment's run (a redelivery finds the existing one and does nothing) and decide its rule."""
     now = clock.now()
     run_id = new_id("run")
-    inserted = _insert_run(session=session, account=account, event=event, run_id=run_id, now=now)
-    if not inserted:
+    run = _insert_run(session=session, account=account, event=event, run_id=run_id, now=now)
+    if run is None:
         log.info("comment_already_received", account_id=account.id, comment_id=event.comment_id)
         return
-    run = session.get(Run, run_id)
-    assert run is not None
-    repo.add_step(
-        session=session,
-        run=run,
-        step="received",
-        at=now,
-        detail=f"Comment {event.comment_id} on {event.media_id} ({event.field}).",
-        data={"source": run.source},
-    )
-    decide_run(session=session, run=run, account=account, now=now, defer_unknown_media=True)
+    # Nothing below reads what it adds, so the run's update and its steps go out in one flush at the end.
+    with session.no_autoflush:
+        repo.add_step(
+            session=session,
+            run=run,
+            step="received",
+            at=now,
+            detail=f"Comment {event.comment_id} on {event.media_id} ({event.field}).",
+            data={"source": run.source},
+        )
+        decide_run(session=session, run=run, account=account, now=now, defer_unknown_media=True)
     log.info(
         "comment_received",
         run_id=run.id,
@@ -72,9 +73,11 @@ def accept_comment(*, session: Session, account: Account, event: CommentEvent, r
         enqueue_after_commit(session=session, runtime=runtime, run_id=run.id)
 
 
-def _insert_run(*, session: Session, account: Account, event: CommentEvent, run_id: str, now: dt.datetime) -> bool:
+def _insert_run(
+    *, session: Session, account: Account, event: CommentEvent, run_id: str, now: dt.datetime
+) -> Run | None:
     source = "reconciler" if session.info.get(RECONCILING_KEY) else "webhook"
-    return insert_ignore(
+    return insert_ignore_returning(
         session,
         Run,
         {
@@ -110,7 +113,7 @@ def decide_run(
     Returns None when the decision has to wait: an unbound ``next`` rule needs to know whether the post is new,
     and only the engine may ask Meta (``defer_unknown_media``); the run then stays ``received``.
     """
-    rules = repo.rules_in_order(session=session, account_id=account.id)
+    rules = _rules_of(session, account.id)
     binds: dict[str, bool] = {}
     for rule in rules:
         if not rule.waits_for_next_post or rule.next_armed_at is None:
@@ -187,6 +190,17 @@ def decide_run(
             data={"keyword": run.matched_keyword, "dm_due_at": run.dm_due_at.isoformat() if run.dm_due_at else None},
         )
     return decision
+
+
+def _rules_of(session: Session, account_id: str) -> list[Rule]:
+    """The account's rules in order, looked up once per session: a processing batch decides many comments of the
+    same account in one transaction, and nothing in it edits rules (a ``next`` rule's binding changes the very
+    objects kept here)."""
+    cache: dict[str, list[Rule]] = session.info.setdefault(_RULES, {})
+    rules = cache.get(account_id)
+    if rules is None:
+        rules = cache[account_id] = repo.rules_in_order(session=session, account_id=account_id)
+    return rules
 
 
 def _context(*, session: Session, run: Run, rule: Rule, now: dt.datetime, binds: dict[str, bool]) -> CommentContext:

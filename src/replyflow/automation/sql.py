@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from replyflow.db import Base
+
+M = TypeVar("M", bound=Base)
 
 
 def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -> bool:
@@ -20,6 +22,14 @@ def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -
         statement = sqlite.insert(model).values(**values).on_conflict_do_nothing()
     result = session.execute(statement)
     return bool(getattr(result, "rowcount", 0))
+
+
+def insert_ignore_returning(session: Session, model: type[M], values: dict[str, Any]) -> M | None:
+    """``insert_ignore`` that returns the new row as a loaded object in ``session`` (None: it already existed),
+    so the caller needs no SELECT to work on what it just inserted."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(model).values(**values).on_conflict_do_nothing().returning(model)
+    return session.scalars(statement).first()
 
 
 def is_postgresql(session: Session) -> bool:
