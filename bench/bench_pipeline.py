@@ -183,7 +183,8 @@ class Deployment:
         serve = [sys.executable, "-m", "replyflow", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         profile = os.environ.get("BENCH_PYSPY")  # a file: record replyflow serve with py-spy (collapsed stacks)
         if profile:
-            serve = ["py-spy", "record", "--format", "raw", "--threads", "--output", profile, "--", *serve]
+            mode = "--gil" if os.environ.get("BENCH_PYSPY_GIL") else "--threads"  # --gil: Python CPU only
+            serve = ["py-spy", "record", "--format", "raw", mode, "--output", profile, "--", *serve]
         self.serve = self.start(serve, "serve")
         wait_http(f"http://127.0.0.1:{self.port}/healthz", self.serve)
         return self
