@@ -22,6 +22,13 @@ _TOKEN_PATTERNS = [
     re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._\-|]{8,}"),
     re.compile(r"\b\d{6,}\|[A-Za-z0-9]{16,}"),  # app access token app_id|app_secret
 ]
+# One pass that finds whether any pattern could match, so the common line (no credential in it) costs one search.
+_ANY_TOKEN = re.compile(
+    "|".join(
+        f"(?i:{p.pattern.removeprefix('(?i)')})" if p.pattern.startswith("(?i)") else f"(?:{p.pattern})"
+        for p in _TOKEN_PATTERNS
+    )
+)
 _SENSITIVE_KEYS = re.compile(
     r"(?i)^(authorization|cookie|set-cookie|x-hub-signature(-256)?|.*token.*|.*secret.*|password|api_key|key)$"
 )
@@ -41,6 +48,8 @@ def redact_text(text: str) -> str:
     for secret in _extra_secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if _ANY_TOKEN.search(text) is None:
+        return text
     for pattern in _TOKEN_PATTERNS:
         if pattern.groups == 2:
             text = pattern.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
