@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from replyflow.automation.models import Run, SendState
+from replyflow.automation.sql import insert_ignore_returning as insert_ignore_returning
 from replyflow.conversations.models import RunEngagement, Thread, ThreadMessage
 from replyflow.db import Base
 
@@ -28,6 +29,12 @@ def insert_ignore(session: Session, model: type[Base], values: dict[str, Any]) -
     statement: Insert = _insert(session, model).values(**values).on_conflict_do_nothing()
     result = session.execute(statement)
     return bool(getattr(result, "rowcount", 0))
+
+
+def insert_ignore_rows(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """``insert_ignore`` of several rows (same keys) in one statement."""
+    if rows:
+        session.execute(_insert(session, model).values(rows).on_conflict_do_nothing())
 
 
 def bump_engagement(*, session: Session, run_id: str, account_id: str, at: dt.datetime, **deltas: int) -> None:

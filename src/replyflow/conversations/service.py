@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,25 +41,27 @@ MESSAGES_IN_DETAIL = 500
 def ensure_thread(
     *, session: Session, workspace_id: str, account_id: str, igsid: str, username: str | None, at: dt.datetime
 ) -> Thread:
-    """The thread of (account, person), created when missing; concurrent callers get the same row."""
-    thread = repo.thread_for(session=session, account_id=account_id, igsid=igsid)
+    """The thread of (account, person), created when missing; concurrent callers get the same row.
+
+    The insert comes first: most people a rule answers write for the first time, and then the new row comes back
+    from its INSERT with nothing else to read."""
+    thread = repo.insert_ignore_returning(
+        session,
+        Thread,
+        {
+            "id": new_id("thr"),
+            "workspace_id": workspace_id,
+            "account_id": account_id,
+            "igsid": igsid,
+            "username": username,
+            "reply_count": 0,
+            "tap_count": 0,
+            "click_count": 0,
+            "created_at": at,
+            "updated_at": at,
+        },
+    )
     if thread is None:
-        repo.insert_ignore(
-            session,
-            Thread,
-            {
-                "id": new_id("thr"),
-                "workspace_id": workspace_id,
-                "account_id": account_id,
-                "igsid": igsid,
-                "username": username,
-                "reply_count": 0,
-                "tap_count": 0,
-                "click_count": 0,
-                "created_at": at,
-                "updated_at": at,
-            },
-        )
         thread = repo.thread_for(session=session, account_id=account_id, igsid=igsid)
         assert thread is not None
     return thread
@@ -88,10 +91,9 @@ def record_private_reply(*, session: Session, run: Run) -> Thread | None:
     existing = repo.message_by_key(session=session, account_id=run.account_id, dedupe_key=key)
     if existing is not None and existing.kind == MessageKind.PRIVATE_REPLY.value:
         return thread
+    rows: list[dict[str, Any]] = []
     if run.public_reply_state == SendState.SENT.value and run.public_reply_text:
-        repo.insert_ignore(
-            session,
-            ThreadMessage,
+        rows.append(
             {
                 "id": new_id("msg"),
                 "thread_id": thread.id,
@@ -105,7 +107,7 @@ def record_private_reply(*, session: Session, run: Run) -> Thread | None:
                 "payload": {"comment_id": run.comment_id, "reply_id": run.public_reply_id},
                 "created_at": run.public_replied_at or sent_at,
                 "recorded_at": clock.now(),
-            },
+            }
         )
     if existing is not None:
         # Meta's echo of this DM was processed first and stored as an "echo": it is our private reply.
@@ -115,9 +117,7 @@ def record_private_reply(*, session: Session, run: Run) -> Thread | None:
         existing.text = run.dm_text
         existing.payload = run.dm_message
     else:
-        repo.insert_ignore(
-            session,
-            ThreadMessage,
+        rows.append(
             {
                 "id": new_id("msg"),
                 "thread_id": thread.id,
@@ -131,8 +131,9 @@ def record_private_reply(*, session: Session, run: Run) -> Thread | None:
                 "payload": run.dm_message,
                 "created_at": sent_at,
                 "recorded_at": clock.now(),
-            },
+            }
         )
+    repo.insert_ignore_rows(session, ThreadMessage, rows)
     if thread.dm_sent_at is None or sent_at >= thread.dm_sent_at:
         thread.run_id = run.id
         thread.rule_id = run.rule_id
