@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from replyflow.automation.models import KnownMedia, Rule, RuleUserClaim, Run, RunStep
@@ -29,6 +31,9 @@ def rules_in_order(*, session: Session, account_id: str, enabled_only: bool = Tr
     return list(session.scalars(query.order_by(Rule.priority, Rule.created_at, Rule.id)))
 
 
+_STEP_BUFFER = "replyflow.automation.step_buffer"
+
+
 def add_step(
     *,
     session: Session,
@@ -40,6 +45,21 @@ def add_step(
     rule_id: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
+    buffer: list[dict[str, Any]] | None = session.info.get(_STEP_BUFFER)
+    if buffer is not None:
+        buffer.append(
+            {
+                "run_id": run.id,
+                "at": at,
+                "step": step,
+                "status": run.status,
+                "reason": reason,
+                "detail": detail,
+                "rule_id": rule_id,
+                "data": data,
+            }
+        )
+        return
     session.add(
         RunStep(
             run_id=run.id,
@@ -52,6 +72,21 @@ def add_step(
             data=data,
         )
     )
+
+
+@contextmanager
+def steps_in_one_insert(session: Session) -> Iterator[None]:
+    """Steps added inside the block are written by one multi-row INSERT when it ends (not one ORM INSERT each:
+    SQLite cannot batch inserts whose new ids the ORM must read back). Nothing inside may read them back."""
+    buffer: list[dict[str, Any]] = []
+    outer = session.info.get(_STEP_BUFFER)
+    session.info[_STEP_BUFFER] = buffer
+    try:
+        yield
+    finally:
+        session.info[_STEP_BUFFER] = outer
+    if buffer:
+        session.execute(insert(cast(Table, RunStep.__table__)), buffer)
 
 
 def steps_of(*, session: Session, run_ids: list[str]) -> dict[str, list[RunStep]]:
