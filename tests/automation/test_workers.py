@@ -33,9 +33,8 @@ from replyflow.db import Base, alembic_config
 from replyflow.queue import build_queue
 from replyflow.runtime import Runtime
 from replyflow.sandbox import SandboxState, create_sandbox_app
-from replyflow.webhooks.repository import store_delivery
-from replyflow.webhooks.service import process_and_dispatch
 from replyflow.worker import EmbeddedWorker
+from tests.webhooks.helpers import ingest
 
 from .test_quota import REDIS_AVAILABLE, REDIS_URL
 from .world import build_world, connect_account, seed_sandbox_account
@@ -197,9 +196,7 @@ def test_a_worker_killed_mid_call_loses_nothing_and_sends_nothing_twice(
 
             worker_a = workers("worker-a")
             comment = state.add_comment(sandbox.media_ids[0], text="link please", username="ana.cafe")
-            for item in state.take_pending_webhooks():
-                delivery_id = store_delivery(runtime.engine, body=json.dumps(item.payload).encode(), secret_index=0)
-                process_and_dispatch(runtime=runtime, delivery_id=delivery_id)
+            ingest(runtime, [json.dumps(item.payload).encode() for item in state.take_pending_webhooks()])
 
             def sent(what: str) -> bool:
                 return any(e.kind == what and e.comment_id == comment.id for e in state.outbox())

@@ -31,9 +31,8 @@ from replyflow.graph.runner import GraphRunner
 from replyflow.runtime import Runtime
 from replyflow.sandbox import SandboxState, create_sandbox_app
 from replyflow.sandbox.models import OutboxEntry
-from replyflow.webhooks.repository import store_delivery
-from replyflow.webhooks.service import process_and_dispatch
 from replyflow.workspaces import service as workspaces
+from tests.webhooks.helpers import ingest
 
 SCOPES = [
     "pages_show_list",
@@ -168,11 +167,9 @@ class World:
     def deliver(self, *, again: bool = False) -> int:
         """Ingest every webhook the sandbox has queued (``again``: deliver each twice, as Meta may)."""
         pending = self.state.take_pending_webhooks()
-        for item in pending:
-            for _ in range(2 if again else 1):
-                body = json.dumps(item.payload).encode()
-                delivery_id = store_delivery(self.runtime.engine, body=body, secret_index=0)
-                process_and_dispatch(runtime=self.runtime, delivery_id=delivery_id)
+        bodies = [json.dumps(item.payload).encode() for item in pending for _ in range(2 if again else 1)]
+        if bodies:
+            ingest(self.runtime, bodies)
         return len(pending)
 
     # -- driving the engine ------------------------------------------------------------------------------------

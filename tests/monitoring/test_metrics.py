@@ -22,9 +22,9 @@ from replyflow.db import Base, utcnow
 from replyflow.monitoring import metrics
 from replyflow.runtime import Runtime
 from replyflow.webhooks.models import WebhookDelivery
-from replyflow.webhooks.repository import store_delivery
 from tests.analytics.seed import Seeded, seed
 from tests.conversations.world import RecordingQueue, production_like_settings
+from tests.webhooks.helpers import store
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -126,7 +126,7 @@ def test_inbox_lag_is_the_age_of_the_oldest_waiting_delivery(client: TestClient,
     samples = scrape(client)
     assert value(samples, "replyflow_inbox_pending_deliveries") == 0
     assert value(samples, "replyflow_inbox_lag_seconds") == 0
-    delivery_id = store_delivery(runtime.engine, body=b'{"object":"instagram","entry":[]}', secret_index=0)
+    (delivery_id,) = store(runtime, [b'{"object":"instagram","entry":[]}'])
     with runtime.session() as session:
         delivery = session.get(WebhookDelivery, delivery_id)
         assert delivery is not None

@@ -1,14 +1,37 @@
-"""Reading the inbox back in tests (through our own models: no mocks of storage)."""
+"""Feeding the inbox through the production path, and reading it back (through our own models: no mocks)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from replyflow.runtime import Runtime
+from replyflow.webhooks import service
 from replyflow.webhooks.models import WebhookDelivery, WebhookEvent
+from replyflow.webhooks.writer import DeliveryWriter
+
+
+def store(runtime: Runtime, bodies: list[bytes]) -> list[int]:
+    """Store verified deliveries the way the webhook endpoint does (the group-committing writer); not processed."""
+    writer = DeliveryWriter(runtime.engine)
+
+    async def all_of() -> list[int]:
+        return list(await asyncio.gather(*(writer.store(body=body, secret_index=0) for body in bodies)))
+
+    try:
+        return asyncio.run(all_of())
+    finally:
+        writer.stop()
+
+
+def ingest(runtime: Runtime, bodies: list[bytes]) -> list[int]:
+    """Store deliveries as the endpoint does, then process them as the delivery processor does (``drain``)."""
+    ids = store(runtime, bodies)
+    service.drain(runtime=runtime)
+    return ids
 
 
 def deliveries(runtime: Runtime) -> list[WebhookDelivery]:
