@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -121,15 +119,9 @@ class Consumers:
         return [event for (k, _, event) in self.calls if k == kind]
 
 
-FAKE_MODULE = "tests_webhooks_fake_consumers"
-
-
 @pytest.fixture(autouse=True)
 def consumers(monkeypatch: pytest.MonkeyPatch) -> Consumers:
-    """Fake consumers in place of the automation and conversations domains (a seam, not our storage).
-
-    ``dispatch.CONSUMERS`` is pointed at a module registered here, so the real import-by-name path is exercised.
-    """
+    """Fake consumers in place of the automation and conversations domains (a seam, not our storage)."""
     record = Consumers()
 
     def consumer(kind: str) -> Callable[..., None]:
@@ -142,19 +134,7 @@ def consumers(monkeypatch: pytest.MonkeyPatch) -> Consumers:
 
         return accept
 
-    module = types.ModuleType(FAKE_MODULE)
-    module.accept_comment = consumer("comment")  # type: ignore[attr-defined]
-    module.accept_messaging = consumer("messaging")  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, FAKE_MODULE, module)
-    for kind in ("comment", "message", "postback", "seen"):
-        attribute = "accept_comment" if kind == "comment" else "accept_messaging"
-        monkeypatch.setitem(dispatch.CONSUMERS, kind, (FAKE_MODULE, attribute))
+    comments, messaging = consumer("comment"), consumer("messaging")
+    for kind in dispatch.KINDS:
+        monkeypatch.setitem(dispatch.CONSUMERS, kind, comments if kind == "comment" else messaging)
     return record
-
-
-@pytest.fixture
-def without_consumers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As if neither consumer module had been written yet."""
-    monkeypatch.setitem(dispatch.CONSUMERS, "comment", ("replyflow.automation.not_written_yet", "accept_comment"))
-    for kind in ("message", "postback", "seen"):
-        monkeypatch.setitem(dispatch.CONSUMERS, kind, ("replyflow.conversations.not_written_yet", "accept_messaging"))

@@ -127,27 +127,6 @@ def test_big_batch_across_many_accounts(
         assert all(acc is not None and acc.last_webhook_at is not None for acc in touched)
 
 
-def test_event_waits_for_a_consumer_that_does_not_exist_yet(
-    db_client: TestClient, db_runtime: Runtime, connect: Any, monkeypatch: pytest.MonkeyPatch, consumers: Consumers
-) -> None:
-    from replyflow.webhooks import dispatch
-
-    connect(db_runtime)
-    original = dict(dispatch.CONSUMERS)
-    monkeypatch.setitem(dispatch.CONSUMERS, "comment", ("replyflow.automation.not_written_yet", "accept_comment"))
-    _post(db_client, comments_delivery("17866000000001201"))
-    service.drain(runtime=db_runtime)
-    service.sweep(runtime=db_runtime)
-    [event] = events(db_runtime)
-    assert event.status == "pending"
-    assert event.reason == "waiting_for_consumer: replyflow.automation.not_written_yet.accept_comment is not installed"
-    assert consumers.calls == []
-    monkeypatch.setitem(dispatch.CONSUMERS, "comment", original["comment"])  # the consumer lands
-    assert service.sweep(runtime=db_runtime).dispatched == 1
-    assert [e.comment_id for e in consumers.of_kind("comment")] == ["17866000000001201"]
-    assert events(db_runtime)[0].status == "dispatched"
-
-
 def test_failing_consumer_rolls_back_its_writes_and_is_retried_then_given_up(
     db_client: TestClient, db_runtime: Runtime, connect: Any, consumers: Consumers
 ) -> None:

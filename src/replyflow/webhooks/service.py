@@ -77,7 +77,6 @@ class ProcessResult:
 @dataclass
 class DispatchSummary:
     dispatched: int = 0
-    waiting: int = 0
     failed: int = 0
 
 
@@ -148,7 +147,6 @@ def process_delivery(
         return result
 
     accounts = _resolve_accounts(session, parsed, batch)
-    available = {kind: consumers.has_consumer(kind) for kind in consumers.CONSUMERS}
     for item in parsed.items:
         targets: list[Account | None] = list(accounts.get(item.event.entry_id, ())) or [None]
         for account in targets:
@@ -158,9 +156,8 @@ def process_delivery(
                 delivery_id=delivery_id,
                 source=EventSource.WEBHOOK,
                 now=now,
-                available=available,
             )
-            to_dispatch = row["status"] == EventStatus.PENDING.value and available.get(row["kind"], False)
+            to_dispatch = row["status"] == EventStatus.PENDING.value
             if to_dispatch and inline is not None and account is not None:
                 # Handed to its consumer in this transaction (``process_batch``): stored as dispatched, and
                 # put back to pending there if the consumer fails.
@@ -193,7 +190,7 @@ def process_delivery(
                 and original is not None
                 and original.account_id is not None
                 and original.object == "instagram"
-                and original.kind in available
+                and original.kind in consumers.KINDS
             ):
                 original.status = EventStatus.PENDING.value
                 original.attempts = 0
@@ -274,7 +271,6 @@ def _event_row(
     delivery_id: int | None,
     source: EventSource,
     now: dt.datetime,
-    available: dict[str, bool],
 ) -> dict[str, Any]:
     key = event.natural_key
     scope = account.id if account is not None else f"entry:{event.object}:{event.entry_id}"
@@ -284,10 +280,8 @@ def _event_row(
         status, reason = EventStatus.NO_ACCOUNT, f"no_account: no connected account has {which} id {event.entry_id}"
     elif event.object != "instagram":
         status, reason = EventStatus.IGNORED, "facebook_page_update: replyflow acts on Instagram updates only"
-    elif event.kind == "unknown":
+    elif event.kind not in consumers.KINDS:
         status, reason = EventStatus.IGNORED, f"field_not_handled: replyflow does not act on {event.field!r}"
-    elif not available.get(event.kind, False):
-        reason = f"waiting_for_consumer: {consumers.consumer_path(event.kind)} is not installed"
     return {
         "id": new_id("evt"),
         "delivery_id": delivery_id,
@@ -329,21 +323,16 @@ def _dispatch_inline(*, session: Session, event_id: str, event: TypedEvent, acco
     event goes back to pending with the reason, for the sweep to retry (as ``_dispatch_row`` records it)."""
     try:
         with session.begin_nested():
-            delivered = consumers.dispatch(session=session, account=account, event=event, runtime=runtime)
+            consumers.dispatch(session=session, account=account, event=event, runtime=runtime)
     except OperationalError:
         raise
     except Exception as exc:
         reason = f"consumer_error: {type(exc).__name__}: {redact_text(str(exc))[:200]}"
         log.error("webhook_event_dispatch_failed", event_id=event_id, kind=event.kind, attempts=1, error=exc)
         _reopen(session, event_id, reason=reason, attempts=1)
-        return
-    if not delivered:
-        _reopen(
-            session, event_id, reason=f"waiting_for_consumer: {consumers.consumer_path(event.kind)} is not installed"
-        )
 
 
-def _reopen(session: Session, event_id: str, *, reason: str, attempts: int = 0) -> None:
+def _reopen(session: Session, event_id: str, *, reason: str, attempts: int) -> None:
     session.execute(
         update(_EVENTS)
         .where(_EVENTS.c.id == event_id)
@@ -360,7 +349,7 @@ def _dispatch_row(*, session: Session, row: WebhookEvent, runtime: Runtime) -> s
     event = load_event(row.payload)
     try:
         with session.begin_nested():
-            delivered = consumers.dispatch(session=session, account=account, event=event, runtime=runtime)
+            consumers.dispatch(session=session, account=account, event=event, runtime=runtime)
     except OperationalError:
         raise  # the database itself is unavailable: nothing to record, the sweep retries
     except Exception as exc:
@@ -370,9 +359,6 @@ def _dispatch_row(*, session: Session, row: WebhookEvent, runtime: Runtime) -> s
             row.status = EventStatus.FAILED.value
         log.error("webhook_event_dispatch_failed", event_id=row.id, kind=row.kind, attempts=row.attempts, error=exc)
         return "failed"
-    if not delivered:
-        row.reason = f"waiting_for_consumer: {consumers.consumer_path(row.kind)} is not installed"
-        return "waiting"
     row.status = EventStatus.DISPATCHED.value
     row.dispatched_at = utcnow()
     row.attempts += 1
@@ -394,8 +380,6 @@ def dispatch_events(*, runtime: Runtime, event_ids: Iterable[str]) -> DispatchSu
             _record_dispatch_error(runtime=runtime, event_id=event_id, error=exc)
         if outcome == "dispatched":
             summary.dispatched += 1
-        elif outcome == "waiting":
-            summary.waiting += 1
         elif outcome == "failed":
             summary.failed += 1
     return summary
@@ -555,11 +539,11 @@ def _drain_pending(*, runtime: Runtime, time_budget: float) -> int:
 
 
 def sweep(*, runtime: Runtime, time_budget: float = 50.0) -> DispatchSummary:
-    """Periodic repair: deliveries left pending (a crash after the 200), then events still waiting for a consumer."""
+    """Periodic repair: deliveries left pending (a crash after the 200), then events a consumer failed on."""
     deadline = time.monotonic() + time_budget
     drain(runtime=runtime, time_budget=time_budget / 2)
     summary = DispatchSummary()
-    kinds = [kind for kind in consumers.CONSUMERS if consumers.has_consumer(kind)]
+    kinds = sorted(consumers.KINDS)
     after = ""
     while kinds and time.monotonic() < deadline:
         with runtime.session() as session:
@@ -580,7 +564,6 @@ def sweep(*, runtime: Runtime, time_budget: float = 50.0) -> DispatchSummary:
         after = ids[-1]
         part = dispatch_events(runtime=runtime, event_ids=ids)
         summary.dispatched += part.dispatched
-        summary.waiting += part.waiting
         summary.failed += part.failed
     return summary
 
@@ -596,21 +579,12 @@ def ingest_synthetic_comment(*, session: Session, account: Account, comment: Com
     """
     if comment.entry_id != account.instagram_id:
         comment = comment.model_copy(update={"entry_id": account.instagram_id})
-    available: dict[str, bool] = {comment.kind: consumers.has_consumer(comment.kind)}
-    row = _event_row(
-        event=comment,
-        account=account,
-        delivery_id=None,
-        source=EventSource.RECONCILER,
-        now=utcnow(),
-        available=available,
-    )
+    row = _event_row(event=comment, account=account, delivery_id=None, source=EventSource.RECONCILER, now=utcnow())
     if not insert_event_if_new(session, row):
         return False
-    if available[comment.kind]:
-        stored = session.get(WebhookEvent, row["id"])
-        if stored is not None:
-            _dispatch_row(session=session, row=stored, runtime=runtime)
+    stored = session.get(WebhookEvent, row["id"])
+    if stored is not None:
+        _dispatch_row(session=session, row=stored, runtime=runtime)
     return True
 
 
