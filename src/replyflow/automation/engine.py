@@ -247,6 +247,10 @@ class Engine:
         conditions = [Run.status.in_(active), free, or_(Run.next_attempt_at.is_(None), Run.next_attempt_at <= now)]
         if skip_accounts:
             conditions.append(Run.account_id.not_in(sorted(skip_accounts)))
+        with self.runtime.read_session() as session:
+            # Most wake-ups after a run finishes find nothing due: a read says so without taking the write lock.
+            if session.scalar(select(Run.id).where(*conditions).limit(1)) is None:
+                return []
         rank = func.row_number().over(partition_by=Run.account_id, order_by=(Run.next_attempt_at, Run.id))
         ranked = select(Run.id, Run.next_attempt_at, rank.label("rank")).where(*conditions).subquery()
         chosen = (
@@ -571,21 +575,26 @@ class Engine:
     def _load(self, lease: _Lease) -> _Snapshot:
         # A read session: on SQLite it does not queue for the write lock.
         with self.runtime.read_session() as session:
-            run = session.get(Run, lease.run_id)
-            if run is None or run.lease_owner != lease.owner:
+            # The run, its account, its rule and the account's throttle in one statement.
+            states = AccountAutomationState
+            found = session.execute(
+                select(Run, Account, Rule, states.throttled_until)
+                .outerjoin(Account, Account.id == Run.account_id)
+                .outerjoin(Rule, Rule.id == Run.rule_id)
+                .outerjoin(states, states.account_id == Run.account_id)
+                .where(Run.id == lease.run_id)
+            ).first()
+            if found is None or found[0].lease_owner != lease.owner:
                 raise LeaseLost(lease.run_id)
-            account = session.get(Account, run.account_id)
+            run, account, rule, throttled_until = found
             if account is None:
                 raise _Stop(Outcome.FINISHED)
-            rule = session.get(Rule, run.rule_id) if run.rule_id else None
             spec = None
             if rule is not None:
                 try:
                     spec = rule.spec()
                 except ValueError:
                     log.error("stored_rule_invalid", rule_id=rule.id)
-            state = session.get(AccountAutomationState, account.id)
-            throttled_until = state.throttled_until if state is not None else None
             return _Snapshot(run=run, account=account, rule=rule, spec=spec, throttled_until=throttled_until)
 
     def _hand_back(self, lease: _Lease, *, delay: float) -> None:
