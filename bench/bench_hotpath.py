@@ -111,6 +111,8 @@ def run() -> dict[str, Any]:
     seed(env, [(IG_ID, PAGE_ID, MEDIA_ID)])
     os.environ.update(env)
 
+    from sqlalchemy import event
+
     from replyflow import wakeup
     from replyflow.automation.engine import engine_for
     from replyflow.config import Settings
@@ -137,15 +139,17 @@ def run() -> dict[str, Any]:
     engine = engine_for(runtime)
     statements: collections.Counter[str] = collections.Counter()
     current = CURRENT
-    if SQL:
-        from sqlalchemy import event
 
-        def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    per_stage: collections.Counter[str] = collections.Counter()
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        per_stage[current[0]] += 1
+        if SQL:
             text = re.sub(r"sa_savepoint_\d+", "sa_savepoint_N", " ".join(statement.split()))[:110]
             statements[f"{current[0]:<10} {text}"] += 1
 
-        for bind in (runtime.engine, runtime.read_engine):
-            event.listen(bind, "before_cursor_execute", count)
+    for bind in {runtime.engine, runtime.read_engine}:
+        event.listen(bind, "before_cursor_execute", count)
     writer = DeliveryWriter(runtime.engine)
     profiler = cProfile.Profile() if PROFILE else None
     cpu: dict[str, float] = {}
@@ -192,17 +196,27 @@ def run() -> dict[str, Any]:
         "echoes": len(echoes),
         "cpu_ms_per_comment": {k: round(v, 3) for k, v in per.items()},
         "cpu_ms_per_comment_total": round(sum(per.values()), 3),
+        "statements_per_comment": {k: round(per_stage[k] / COMMENTS, 2) for k in per},
+        "statements_per_comment_total": round(sum(per_stage[k] for k in per) / COMMENTS, 2),
     }
-    print(f"hot path, {COMMENTS} comments, one thread, CPU ms per comment:")
+    print(f"hot path, {COMMENTS} comments, one thread: CPU ms and SQL statements per comment")
     for name, value in per.items():
-        print(f"  {name:<11} {value:7.3f}")
-    print(f"  {'total':<11} {sum(per.values()):7.3f}   ({driven} runs driven, {len(echoes)} echoes)")
+        print(f"  {name:<11} {value:7.3f} ms  {per_stage[name] / COMMENTS:6.2f} statements")
+    total = sum(per_stage[k] for k in per) / COMMENTS
+    print(
+        f"  {'total':<11} {sum(per.values()):7.3f} ms  {total:6.2f} statements   ({driven} runs, {len(echoes)} echoes)"
+    )
     for line, n in sorted(statements.items()):
         print(f"{n / COMMENTS:7.2f}  {line}")
     if profiler is not None:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(profiler, stream=out).sort_stats(os.environ.get("BENCH_SORT", "cumulative")).print_stats(45)
         print(out.getvalue())
+        callers = os.environ.get("BENCH_CALLERS")  # a function name: who calls it
+        if callers:
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_callers(callers)
+            print(out.getvalue())
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "hotpath.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
