@@ -97,6 +97,25 @@ def redirect_uri(settings: Settings) -> str:
     return f"{settings.public_url}{CALLBACK_PATH}"
 
 
+def new_state(*, session: Session, workspace_id: str, browser_nonce: str | None = None) -> tuple[str, str, dt.datetime]:
+    """A fresh single-use ``state`` and browser nonce for a login flow (stored hashed): (state, nonce, expiry)."""
+    state = secrets.token_urlsafe(32)
+    nonce = browser_nonce or secrets.token_urlsafe(32)
+    now = utcnow()
+    expires_at = now + STATE_TTL
+    session.add(
+        OAuthState(
+            workspace_id=workspace_id,
+            state_hash=_hash(state),
+            browser_hash=_hash(nonce),
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    session.flush()
+    return state, nonce, expires_at
+
+
 @dataclass(frozen=True)
 class OAuthStart:
     """Send the browser to ``authorize_url``; put ``browser_nonce`` in its ``rf_oauth`` cookie first."""
@@ -115,20 +134,7 @@ def start_oauth(
     browser_nonce: str | None = None,
 ) -> OAuthStart:
     """Begin "Connect with Facebook" for a workspace. Pass ``browser_nonce`` to reuse one the caller already set."""
-    state = secrets.token_urlsafe(32)
-    nonce = browser_nonce or secrets.token_urlsafe(32)
-    now = utcnow()
-    expires_at = now + STATE_TTL
-    session.add(
-        OAuthState(
-            workspace_id=workspace_id,
-            state_hash=_hash(state),
-            browser_hash=_hash(nonce),
-            created_at=now,
-            expires_at=expires_at,
-        )
-    )
-    session.flush()
+    state, nonce, expires_at = new_state(session=session, workspace_id=workspace_id, browser_nonce=browser_nonce)
     url = graph.oauth_dialog_url(
         dialog_base_url=settings.dialog_base_url, redirect_uri=redirect_uri(settings), state=state, scopes=OAUTH_SCOPES
     )
