@@ -46,6 +46,9 @@ def settings(make_settings: Any) -> Settings:
         webhook_verify_token=VERIFY_TOKEN,
         graph_api_url=f"{SANDBOX_HOST}/graph",
         oauth_dialog_url=SANDBOX_HOST,
+        instagram_api_url=f"{SANDBOX_HOST}/instagram",
+        instagram_oauth_url=f"{SANDBOX_HOST}/instagram-login",
+        instagram_oauth_api_url=f"{SANDBOX_HOST}/instagram-login",
     )
     return built
 
