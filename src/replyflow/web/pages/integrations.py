@@ -17,9 +17,9 @@ from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
 from replyflow.accounts import instagram_oauth, oauth, repository, service
-from replyflow.accounts.instagram_login import save_instagram_token
 from replyflow.accounts.crypto import cipher_for
 from replyflow.accounts.doctor import run_doctor
+from replyflow.accounts.instagram_login import save_instagram_token
 from replyflow.accounts.models import Account, TokenConversion
 from replyflow.accounts.permissions import (
     GRAPH_API_EXPLORER_URL,
