@@ -89,7 +89,7 @@ def _instagram_login_check(settings: Settings) -> Check:
 
 
 def _config_checks(settings: Settings) -> list[Check]:
-    checks: list[Check] = [_instagram_login_check(settings)]
+    checks: list[Check] = []
     if settings.is_sandbox:
         checks.append(
             Check(
@@ -101,7 +101,7 @@ def _config_checks(settings: Settings) -> list[Check]:
                 "(see docs/meta-setup.md).",
             )
         )
-        return checks
+        return [*checks, _instagram_login_check(settings)]
     checks.append(Check("config.mode", "Mode", "ok", f"Live mode with Meta app {settings.app_id}."))
     if settings.public_url.startswith("https://"):
         checks.append(
@@ -118,7 +118,7 @@ def _config_checks(settings: Settings) -> list[Check]:
                 "address.",
             )
         )
-    return checks
+    return [*checks, _instagram_login_check(settings)]
 
 
 def _webhook_check(settings: Settings, subscriptions: list[AppSubscription]) -> Check:
