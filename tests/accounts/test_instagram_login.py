@@ -6,14 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import html
 import io
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from tests.accounts.conftest import (
@@ -31,9 +28,7 @@ from replyflow.accounts.models import Account
 from replyflow.accounts.refresh import refresh_account, refresh_due_tokens
 from replyflow.config import Settings
 from replyflow.db import utcnow
-from replyflow.graph.client import GraphClient
 from replyflow.graph.runner import GraphRunner
-from replyflow.logging import configure_logging
 from replyflow.monitoring.alerts import account_alerts
 from replyflow.runtime import Runtime
 from replyflow.sandbox import SandboxState
@@ -274,12 +269,6 @@ def test_connect_with_instagram_cancelled_or_from_another_browser(
 # -- refresh ------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def runner(settings: Settings, graph_transport: RecordingTransport) -> Iterator[GraphRunner]:
-    with GraphRunner(lambda: GraphClient.from_settings(settings, transport=graph_transport)) as graph_runner:
-        yield graph_runner
-
-
 def _connected(client: TestClient, headers: dict[str, str], sandbox: SandboxState, demo: DemoWorld) -> str:
     assert demo.instagram_login_account_id is not None
     saved = _save(client, headers, sandbox.issue_instagram_token(demo.instagram_login_account_id))
@@ -427,20 +416,6 @@ def test_check_and_doctor_judge_an_instagram_login_account_on_its_host(
 
 
 # -- no token in plain text ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging(level="DEBUG", json=True, stream=stream)
-    try:
-        yield stream
-    finally:
-        structlog.reset_defaults()
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 def test_no_instagram_token_in_plain_text_anywhere(

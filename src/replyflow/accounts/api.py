@@ -292,6 +292,19 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
+def _callback_args(request: Request, *, cookie: str) -> dict[str, Any]:
+    """What a login callback hands the accounts service: the query's state, code and errors, and the cookie."""
+    params = request.query_params
+    return {
+        "runtime": request.app.state.runtime,
+        "state": params.get("state"),
+        "code": params.get("code"),
+        "error": params.get("error"),
+        "error_reason": params.get("error_reason"),
+        "browser_nonce": request.cookies.get(cookie),
+    }
+
+
 def _error_redirect(error: ReplyflowError) -> RedirectResponse:
     """A browser goes back to the Integrations page, which explains the (stable) code in plain words."""
     url = f"{oauth.INTEGRATIONS_PATH}?oauth_error={oauth.browser_error_code(error)}#step-connect"
@@ -301,18 +314,10 @@ def _error_redirect(error: ReplyflowError) -> RedirectResponse:
 @router.get(oauth.CALLBACK_PATH, include_in_schema=False)
 async def oauth_callback(request: Request, graph: GraphDep, cipher: CipherDep) -> Response:
     """Where Facebook sends the browser back. No API key: the single-use state and the browser cookie bind it."""
-    params = request.query_params
     settings = request.app.state.settings
     try:
         conversion = await oauth.complete_oauth(
-            runtime=request.app.state.runtime,
-            graph=graph,
-            cipher=cipher,
-            state=params.get("state"),
-            code=params.get("code"),
-            error=params.get("error"),
-            error_reason=params.get("error_reason"),
-            browser_nonce=request.cookies.get(oauth.OAUTH_COOKIE),
+            graph=graph, cipher=cipher, **_callback_args(request, cookie=oauth.OAUTH_COOKIE)
         )
     except ReplyflowError as exc:
         response: Response = (
@@ -351,18 +356,10 @@ def start_instagram_oauth(
 @router.get(instagram_oauth.CALLBACK_PATH, include_in_schema=False)
 async def instagram_oauth_callback(request: Request, graph: GraphDep, cipher: CipherDep) -> Response:
     """Where Instagram sends the browser back. No API key: the single-use state and the browser cookie bind it."""
-    params = request.query_params
     settings = request.app.state.settings
     try:
         saved = await instagram_oauth.complete_instagram_oauth(
-            runtime=request.app.state.runtime,
-            graph=graph,
-            cipher=cipher,
-            state=params.get("state"),
-            code=params.get("code"),
-            error=params.get("error"),
-            error_reason=params.get("error_reason"),
-            browser_nonce=request.cookies.get(instagram_oauth.OAUTH_COOKIE),
+            graph=graph, cipher=cipher, **_callback_args(request, cookie=instagram_oauth.OAUTH_COOKIE)
         )
     except ReplyflowError as exc:
         if _wants_json(request):

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from replyflow.accounts import errors
 from replyflow.accounts.crypto import TokenCipher
 from replyflow.accounts.instagram_login import SavedInstagramAccount, save_instagram_token
-from replyflow.accounts.oauth import STATE_TTL, OAuthStart, consume_state, new_state
+from replyflow.accounts.oauth import STATE_TTL, OAuthStart, accept_callback, new_state
 from replyflow.accounts.permissions import INSTAGRAM_SCOPES
 from replyflow.config import Settings
 from replyflow.errors import ReplyflowError
@@ -115,17 +115,9 @@ async def complete_instagram_oauth(
     browser_nonce: str | None,
 ) -> SavedInstagramAccount:
     """Handle Instagram's redirect back: check the state, exchange the code, save the account (long-lived token)."""
-    with runtime.session() as session:
-        check = consume_state(session=session, state=state, browser_nonce=browser_nonce)
-    if check.error is not None:
-        log.info("instagram_oauth_refused", code=check.error.error_code)
-        raise check.error
-    assert check.workspace_id is not None
-    if error or error_reason:
-        log.info("instagram_oauth_denied", workspace_id=check.workspace_id)
-        raise errors.oauth_denied(error_reason)
-    if not code or len(code) > 2048:
-        raise errors.oauth_missing_code()
+    workspace_id, code = accept_callback(
+        runtime=runtime, state=state, code=code, error=error, error_reason=error_reason, browser_nonce=browser_nonce
+    )
     # Instagram appends "#_" to the code in some redirects; it is not part of the code.
     code = code.removesuffix("#_")
     try:
@@ -140,7 +132,7 @@ async def complete_instagram_oauth(
             graph=graph,
             cipher=cipher,
             settings=runtime.settings,
-            workspace_id=check.workspace_id,
+            workspace_id=workspace_id,
             instagram_access_token=exchanged.access_token.get_secret_value(),
             scopes=list(exchanged.permissions),
         )

@@ -189,6 +189,33 @@ def consume_state(*, session: Session, state: str | None, browser_nonce: str | N
     return StateCheck(row.workspace_id, None)
 
 
+def accept_callback(
+    *,
+    runtime: Runtime,
+    state: str | None,
+    code: str | None,
+    error: str | None,
+    error_reason: str | None,
+    browser_nonce: str | None,
+) -> tuple[str, str]:
+    """The checks every login callback makes before exchanging anything: (workspace id, code), or the refusal.
+
+    The state is spent (committed) whatever happens next; a cancelled consent or a missing code is refused.
+    """
+    with runtime.session() as session:
+        check = consume_state(session=session, state=state, browser_nonce=browser_nonce)
+    if check.error is not None:
+        log.info("oauth_refused", code=check.error.error_code)
+        raise check.error
+    assert check.workspace_id is not None
+    if error or error_reason:
+        log.info("oauth_denied", workspace_id=check.workspace_id)
+        raise errors.oauth_denied(error_reason)
+    if not code or len(code) > 2048:
+        raise errors.oauth_missing_code()
+    return check.workspace_id, code
+
+
 async def complete_oauth(
     *,
     runtime: Runtime,
@@ -201,17 +228,9 @@ async def complete_oauth(
     browser_nonce: str | None,
 ) -> TokenConversion:
     """Handle Facebook's redirect back: check the state, exchange the code, convert the token (as convert-token)."""
-    with runtime.session() as session:
-        check = consume_state(session=session, state=state, browser_nonce=browser_nonce)
-    if check.error is not None:
-        log.info("oauth_refused", code=check.error.error_code)
-        raise check.error
-    assert check.workspace_id is not None
-    if error or error_reason:
-        log.info("oauth_denied", workspace_id=check.workspace_id)
-        raise errors.oauth_denied(error_reason)
-    if not code or len(code) > 2048:
-        raise errors.oauth_missing_code()
+    workspace_id, code = accept_callback(
+        runtime=runtime, state=state, code=code, error=error, error_reason=error_reason, browser_nonce=browser_nonce
+    )
     try:
         exchanged = await graph.exchange_oauth_code(code=code, redirect_uri=redirect_uri(runtime.settings))
     except (TransientError, RateLimited):
@@ -224,7 +243,7 @@ async def complete_oauth(
             graph=graph,
             cipher=cipher,
             settings=runtime.settings,
-            workspace_id=check.workspace_id,
+            workspace_id=workspace_id,
             user_access_token=exchanged.access_token.get_secret_value(),
             source="oauth",
         )
