@@ -14,7 +14,7 @@ from starlette.responses import Response
 from replyflow.accounts import errors
 from replyflow.accounts.crypto import TokenCipher
 from replyflow.accounts.instagram_login import SavedInstagramAccount, save_instagram_token
-from replyflow.accounts.oauth import STATE_TTL, OAuthStart, accept_callback, new_state
+from replyflow.accounts.oauth import OAuthStart, accept_callback, clear_oauth_cookie, new_state, set_oauth_cookie
 from replyflow.accounts.permissions import INSTAGRAM_SCOPES
 from replyflow.config import Settings
 from replyflow.errors import ReplyflowError
@@ -86,21 +86,11 @@ def start_instagram_oauth(*, session: Session, graph: GraphClient, settings: Set
 
 
 def set_cookie(response: Response, *, start: OAuthStart, settings: Settings) -> None:
-    response.set_cookie(
-        OAUTH_COOKIE,
-        start.browser_nonce,
-        max_age=int(STATE_TTL.total_seconds()),
-        path=COOKIE_PATH,
-        httponly=True,
-        secure=settings.public_url.startswith("https://"),
-        samesite="lax",  # the callback is a top-level GET navigation from instagram.com, which Lax allows
-    )
+    set_oauth_cookie(response, start=start, settings=settings, name=OAUTH_COOKIE, path=COOKIE_PATH)
 
 
 def clear_cookie(response: Response, *, settings: Settings) -> None:
-    response.delete_cookie(
-        OAUTH_COOKIE, path=COOKIE_PATH, secure=settings.public_url.startswith("https://"), httponly=True
-    )
+    clear_oauth_cookie(response, settings=settings, name=OAUTH_COOKIE, path=COOKIE_PATH)
 
 
 async def complete_instagram_oauth(

@@ -142,23 +142,26 @@ def start_oauth(
     return OAuthStart(authorize_url=url, browser_nonce=nonce, expires_at=expires_at)
 
 
-def set_oauth_cookie(response: Response, *, start: OAuthStart, settings: Settings) -> None:
-    """The cookie that binds the flow to this browser; sent back only to the callback path."""
+def set_oauth_cookie(
+    response: Response, *, start: OAuthStart, settings: Settings, name: str = OAUTH_COOKIE, path: str = COOKIE_PATH
+) -> None:
+    """The cookie that binds the flow to this browser; sent back only to the callback path (``name``/``path``:
+    another login's cookie)."""
     response.set_cookie(
-        OAUTH_COOKIE,
+        name,
         start.browser_nonce,
         max_age=int(STATE_TTL.total_seconds()),
-        path=COOKIE_PATH,
+        path=path,
         httponly=True,
         secure=settings.public_url.startswith("https://"),
-        samesite="lax",  # the callback is a top-level GET navigation from Facebook, which Lax allows
+        samesite="lax",  # the callback is a top-level GET navigation from Facebook or Instagram, which Lax allows
     )
 
 
-def clear_oauth_cookie(response: Response, *, settings: Settings) -> None:
-    response.delete_cookie(
-        OAUTH_COOKIE, path=COOKIE_PATH, secure=settings.public_url.startswith("https://"), httponly=True
-    )
+def clear_oauth_cookie(
+    response: Response, *, settings: Settings, name: str = OAUTH_COOKIE, path: str = COOKIE_PATH
+) -> None:
+    response.delete_cookie(name, path=path, secure=settings.public_url.startswith("https://"), httponly=True)
 
 
 @dataclass(frozen=True)
