@@ -112,6 +112,22 @@ def test_media_of_an_instagram_login_account_are_read_on_the_instagram_host(
     assert media.status_code == 200, media.text
     assert sorted(m["id"] for m in media.json()["items"]) == sorted(demo.instagram_login_media_ids)
     assert graph_transport.paths == [f"GET /instagram/v25.0/{demo.instagram_login_account_id}/media"]
+    # A rule on specific posts checks them against the account's media, on the same host.
+    rule = client.post(
+        "/api/rules",
+        json={
+            "account_id": saved["account"]["id"],
+            "name": "Mugs",
+            "posts": {"mode": "specific", "media_ids": demo.instagram_login_media_ids[:1]},
+            "keywords": ["mug"],
+            "match": "contains_any",
+            "public_reply": None,
+            "private_reply": {"text": "Pre-order here"},
+        },
+        headers=auth_headers,
+    )
+    assert rule.status_code == 201, rule.text
+    assert graph_transport.paths[-1] == f"GET /instagram/v25.0/{demo.instagram_login_account_id}/media"
 
 
 @pytest.mark.parametrize(

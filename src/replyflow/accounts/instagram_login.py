@@ -173,9 +173,9 @@ async def save_instagram_token(
     """Validate an Instagram User token on the Instagram host, make it long-lived, subscribe webhooks, save.
 
     ``scopes`` are the permissions Meta reported with the token (the OAuth code exchange lists them); a pasted
-    token's are unknown, and then missing permissions show up as refusals on first use.
+    token's are unknown, and then missing permissions show up as refusals on first use. ``settings`` is taken for
+    symmetry with ``save_page_token``: the client already carries the Instagram app's id and secret.
     """
-    del settings  # the client already carries the Instagram app's id and secret
     token = tokens.check_token_format(instagram_access_token, login="instagram")
     if session.in_transaction():
         session.commit()  # never hold SQLite's write lock while waiting on Meta (see service.end_read)
