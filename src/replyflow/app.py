@@ -139,7 +139,7 @@ def create_app(
     settings: Settings | None = None, *, runtime: Runtime | None = None, run_worker: bool = False
 ) -> FastAPI:
     settings = settings or get_settings()
-    register_secrets([settings.app_secret, settings.verify_token, *settings.secret_keys])
+    register_secrets([*settings.webhook_secrets, settings.verify_token, *settings.secret_keys])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -32,7 +32,7 @@ def load_settings_or_exit() -> Settings:
         sys.exit(1)
     configure_logging(level=settings.log_level, json=settings.log_json)
     try:
-        register_secrets([settings.app_secret, settings.verify_token, *settings.secret_keys])
+        register_secrets([*settings.webhook_secrets, settings.verify_token, *settings.secret_keys])
     except ConfigurationError as exc:
         click.echo(f"replyflow: configuration error: {exc.message}", err=True)
         sys.exit(1)

@@ -64,10 +64,22 @@ class Settings(BaseSettings):
     private_reply_quota: Annotated[Quota, NoDecode] = Quota(750, 3600)
     reconcile_interval: int = Field(default=300, ge=10)
     sandbox: bool | None = None
+    # Instagram API with Instagram Login (accounts connected with no Facebook Page).
+    instagram_api_url: str = "https://graph.instagram.com"
 
     # Beyond the contract: where we are reachable and where local state lives.
     public_url: str = "http://127.0.0.1:8000"
     oauth_dialog_url: str = "https://www.facebook.com"
+    # "Connect with Instagram": the consent page (www.instagram.com/oauth/authorize) and the code exchange
+    # (api.instagram.com/oauth/access_token).
+    instagram_oauth_url: str = "https://www.instagram.com"
+    instagram_oauth_api_url: str = "https://api.instagram.com"
+    # The Instagram app of the Meta app (App Dashboard → Instagram → API setup with Instagram login) has its own
+    # id and secret; unset, the Meta app's are used.
+    instagram_app_id: str | None = None
+    instagram_app_secret: SecretStr | None = None
+    # Long-lived Instagram Login tokens last 60 days; they are refreshed once this close to expiry.
+    instagram_token_refresh_days: int = Field(default=10, ge=1, le=59)
     data_dir: Path = Path("./.replyflow")
     webhook_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     inbox_retention_days: int = Field(default=30, ge=1)
@@ -98,7 +110,14 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis:// or rediss://")
         return value
 
-    @field_validator("graph_api_url", "public_url", "oauth_dialog_url")
+    @field_validator(
+        "graph_api_url",
+        "public_url",
+        "oauth_dialog_url",
+        "instagram_api_url",
+        "instagram_oauth_url",
+        "instagram_oauth_api_url",
+    )
     @classmethod
     def _check_url(cls, value: str) -> str:
         if not re.match(r"^https?://[^\s/]+", value):
@@ -112,7 +131,7 @@ class Settings(BaseSettings):
             raise ValueError("must look like v25.0")
         return value
 
-    @field_validator("meta_app_id")
+    @field_validator("meta_app_id", "instagram_app_id")
     @classmethod
     def _check_app_id(cls, value: str | None) -> str | None:
         if value in (None, ""):
@@ -121,7 +140,9 @@ class Settings(BaseSettings):
             raise ValueError("must be the numeric App ID from the Meta App Dashboard")
         return value
 
-    @field_validator("meta_app_secret", "meta_app_secret_previous", "webhook_verify_token", mode="before")
+    @field_validator(
+        "meta_app_secret", "meta_app_secret_previous", "webhook_verify_token", "instagram_app_secret", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -190,6 +211,25 @@ class Settings(BaseSettings):
         return self.app_secrets[0]
 
     @property
+    def instagram_client_id(self) -> str:
+        """The app id Instagram Login's consent page and code exchange know (the Instagram app's, or the Meta app's)."""
+        return self.instagram_app_id or self.app_id
+
+    @property
+    def instagram_client_secret(self) -> str:
+        if self.instagram_app_secret is not None:
+            return self.instagram_app_secret.get_secret_value()
+        return self.app_secret
+
+    @property
+    def webhook_secrets(self) -> list[str]:
+        """Every secret a webhook delivery may be signed with (Instagram Login deliveries: the Instagram app's)."""
+        found = list(self.app_secrets)
+        if self.instagram_app_secret is not None and self.instagram_client_secret not in found:
+            found.append(self.instagram_client_secret)
+        return found
+
+    @property
     def verify_token(self) -> str:
         if self.webhook_verify_token is not None:
             return self.webhook_verify_token.get_secret_value()
@@ -207,6 +247,25 @@ class Settings(BaseSettings):
         if self.is_sandbox and "graph_api_url" not in self.model_fields_set:
             return f"{self.public_url}/sandbox/graph"
         return self.graph_api_url
+
+    @property
+    def instagram_base_url(self) -> str:
+        """The Instagram Login host (graph.instagram.com), or the sandbox's stand-in for it."""
+        if self.is_sandbox and "instagram_api_url" not in self.model_fields_set:
+            return f"{self.public_url}/sandbox/instagram"
+        return self.instagram_api_url
+
+    @property
+    def instagram_dialog_base_url(self) -> str:
+        if self.is_sandbox and "instagram_oauth_url" not in self.model_fields_set:
+            return f"{self.public_url}/sandbox/instagram-login"
+        return self.instagram_oauth_url
+
+    @property
+    def instagram_oauth_base_url(self) -> str:
+        if self.is_sandbox and "instagram_oauth_api_url" not in self.model_fields_set:
+            return f"{self.public_url}/sandbox/instagram-login"
+        return self.instagram_oauth_api_url
 
     @property
     def dialog_base_url(self) -> str:

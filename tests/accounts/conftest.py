@@ -6,6 +6,8 @@ sandbox): the emulator below stands in for graph.facebook.com and facebook.com's
 
 from __future__ import annotations
 
+import io
+import logging
 import re
 import uuid
 from collections.abc import Iterator
@@ -14,10 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from fastapi.testclient import TestClient
 
 from replyflow.accounts.models import Account
 from replyflow.config import Settings
+from replyflow.graph.client import GraphClient
+from replyflow.graph.runner import GraphRunner
+from replyflow.logging import configure_logging
 from replyflow.runtime import Runtime
 from replyflow.sandbox import SandboxState, create_sandbox_app, seed_demo_world
 from replyflow.sandbox.models import DemoWorld
@@ -46,6 +52,9 @@ def settings(make_settings: Any) -> Settings:
         webhook_verify_token=VERIFY_TOKEN,
         graph_api_url=f"{SANDBOX_HOST}/graph",
         oauth_dialog_url=SANDBOX_HOST,
+        instagram_api_url=f"{SANDBOX_HOST}/instagram",
+        instagram_oauth_url=f"{SANDBOX_HOST}/instagram-login",
+        instagram_oauth_api_url=f"{SANDBOX_HOST}/instagram-login",
     )
     return built
 
@@ -92,6 +101,28 @@ def app(settings: Settings, runtime: Runtime, graph_transport: RecordingTranspor
     application = create_app(settings, runtime=runtime)
     application.state.graph_transport = graph_transport
     return application
+
+
+@pytest.fixture
+def runner(settings: Settings, graph_transport: RecordingTransport) -> Iterator[GraphRunner]:
+    """A worker's Graph runner (its own event loop), reaching the emulator through ``graph_transport``."""
+    with GraphRunner(lambda: GraphClient.from_settings(settings, transport=graph_transport)) as graph_runner:
+        yield graph_runner
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    """Every log line of the test, at DEBUG and as JSON, to look for secrets in."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stream = io.StringIO()
+    configure_logging(level="DEBUG", json=True, stream=stream)
+    try:
+        yield stream
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 @pytest.fixture

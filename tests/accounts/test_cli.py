@@ -55,6 +55,7 @@ def cli(
         "REPLYFLOW_WEBHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
         "REPLYFLOW_GRAPH_API_URL": f"{SANDBOX_HOST}/graph",
         "REPLYFLOW_OAUTH_DIALOG_URL": SANDBOX_HOST,
+        "REPLYFLOW_INSTAGRAM_API_URL": f"{SANDBOX_HOST}/instagram",
         "REPLYFLOW_PUBLIC_URL": "http://testserver",
     }
     for name, value in env.items():
@@ -214,3 +215,58 @@ def test_keys_rotate_counts_what_it_re_encrypted(
     assert refused.exit_code == 1
     assert "REPLYFLOW_SECRET_KEY does not decrypt the tokens stored in this database" in refused.output
     assert SECRET_KEY not in refused.output and new_key not in refused.output
+
+
+def test_accounts_refresh_renews_due_instagram_tokens_and_fails_loudly(
+    cli: Invoke, runtime: Runtime, settings: Settings, workspace_name: str, sandbox: SandboxState, demo: DemoWorld
+) -> None:
+    import datetime as dt
+
+    from replyflow.accounts.crypto import cipher_for
+    from replyflow.accounts.models import Account
+    from replyflow.db import utcnow
+
+    assert demo.instagram_login_account_id is not None
+    token = sandbox.issue_instagram_token(demo.instagram_login_account_id, long_lived=True)
+    sandbox.clock.advance(days=55)  # Meta's side: the token is 55 days old, refreshable
+    now = utcnow()
+    with runtime.session() as session:
+        ws = workspaces.get_workspace(session=session, ref=workspace_name)
+        account = Account(
+            workspace_id=ws.id,
+            login="instagram",
+            page_id=None,
+            instagram_id=demo.instagram_login_account_id,
+            username="lina.ceramics",
+            token_type="INSTAGRAM",
+            token_ciphertext=cipher_for(settings).encrypt(token),
+            token_issued_at=now - dt.timedelta(days=55),
+            token_expires_at=now + dt.timedelta(days=5),
+        )
+        session.add(account)
+        session.flush()
+        account_id = account.id
+
+    refreshed = cli("accounts", "refresh", "--json")
+
+    assert refreshed.exit_code == 0, refreshed.output
+    [item] = _last_json(refreshed)["items"]
+    assert (item["account_id"], item["outcome"]) == (account_id, "refreshed")
+    assert token not in refreshed.output
+    again = cli("accounts", "refresh")
+    assert again.exit_code == 0 and "No Instagram Login token is due" in again.output
+
+    # Forced right after a refresh: Meta only refreshes tokens at least 24 hours old, so nothing is sent.
+    young = cli("accounts", "refresh", "--account", account_id)
+    assert young.exit_code == 0 and "24 hours old" in young.output
+
+    # A refusal: the account is marked, the command says why and exits 1.
+    with runtime.session() as session:
+        stored = session.get(Account, account_id)
+        assert stored is not None
+        stored.token_issued_at = utcnow() - dt.timedelta(days=3)
+    for value in [t.value for t in sandbox.world.tokens.values() if t.kind == "INSTAGRAM"]:
+        sandbox.invalidate_token(value, reason="app_deauthorized")
+    refused = cli("accounts", "refresh", "--account", account_id)
+    assert refused.exit_code == 1
+    assert "Instagram refused to refresh the token" in refused.output

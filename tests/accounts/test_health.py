@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ from replyflow.accounts.tasks import (
     revalidate_due_accounts,
 )
 from replyflow.config import Settings
-from replyflow.graph.client import GraphClient
 from replyflow.graph.errors import TokenInvalidReason
 from replyflow.graph.runner import GraphRunner, shutdown_runner
 from replyflow.graph.types import TokenInfo
@@ -122,12 +120,6 @@ def test_mark_token_invalid_pauses_automation(
     shown = client.get(f"/api/accounts/{account_id}", headers=auth_headers).json()
     assert shown["token_status"] == "invalid" and shown["automation_paused"] is True
     assert "password was changed" in shown["token_status_reason"]
-
-
-@pytest.fixture
-def runner(settings: Settings, graph_transport: RecordingTransport) -> Iterator[GraphRunner]:
-    with GraphRunner(lambda: GraphClient.from_settings(settings, transport=graph_transport)) as graph_runner:
-        yield graph_runner
 
 
 def test_a_spurious_190_is_cleared_by_the_immediate_check(

@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import io
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-import structlog
 from fastapi.testclient import TestClient
 from tests.accounts.conftest import APP_SECRET, SECRET_KEY, all_tokens_of, user_token
 from tests.accounts.test_oauth import _callback_path, _consent
 
 from replyflow.config import Settings
-from replyflow.logging import configure_logging
 from replyflow.sandbox import SandboxState
 from replyflow.sandbox.models import DemoWorld
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging(level="DEBUG", json=True, stream=stream)
-    try:
-        yield stream
-    finally:
-        structlog.reset_defaults()
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 def test_full_connect_cycle_leaves_no_token_in_plain_text(

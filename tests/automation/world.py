@@ -54,11 +54,28 @@ def sandbox_state(*, app_id: str, app_secret: str, quota: tuple[int, int] = (750
 
 @dataclass
 class SandboxAccount:
-    page_id: str
+    page_id: str | None
     ig_id: str
     username: str
-    page_token: str
+    page_token: str  # the account's token: a Page token, or an Instagram User token (Instagram Login)
     media_ids: list[str]
+    login: str = "facebook"
+    app_scoped_id: str | None = None
+
+
+def seed_instagram_login_account(
+    state: SandboxState, *, username: str = "ceramics.test", posts: int = 3
+) -> SandboxAccount:
+    """An Instagram professional account with no Page, connected through Instagram Login (a 60-day token)."""
+    ig = state.add_instagram_account(None, username=username)
+    media_ids = [
+        state.add_media(ig.id, caption=f"Post {i}", timestamp=state.now() - dt.timedelta(days=posts - i)).id
+        for i in range(posts)
+    ]
+    token = state.issue_instagram_token(ig.id, long_lived=True)
+    state.set_app_subscription(object="instagram", fields=["comments", "live_comments", "messages"])
+    state.subscribe_instagram(ig.id, fields=["comments", "live_comments", "messages", "messaging_postbacks"])
+    return SandboxAccount(None, ig.id, username, token, media_ids, login="instagram", app_scoped_id=ig.app_scoped_id)
 
 
 def seed_sandbox_account(state: SandboxState, *, username: str = "roastery.test", posts: int = 3) -> SandboxAccount:
@@ -85,6 +102,9 @@ def connect_account(runtime: Runtime, sandbox: SandboxAccount, *, workspace_id: 
             workspace_id = ws.id
         account = Account(
             workspace_id=workspace_id,
+            login=sandbox.login,
+            instagram_user_id=sandbox.app_scoped_id,
+            token_type="INSTAGRAM" if sandbox.login == "instagram" else "PAGE",
             page_id=sandbox.page_id,
             page_name="Page",
             instagram_id=sandbox.ig_id,
@@ -102,6 +122,7 @@ def sandbox_runner(state: SandboxState, *, timeout: float = 5.0) -> GraphRunner:
     return GraphRunner(
         lambda: GraphClient(
             base_url="http://sandbox.test/graph",
+            instagram_base_url="http://sandbox.test/instagram",
             version="v25.0",
             app_id=state.app.id,
             app_secret=state.app.secret,
@@ -255,12 +276,13 @@ def build_world(
     gate: QuotaGate | None = None,
     seed: int = 7,
     real_queue: bool = False,
+    login: str = "facebook",
 ) -> Iterator[World]:
     """A world on ``runtime``; jobs are recorded in ``World.jobs`` unless ``real_queue`` (then huey gets them)."""
     settings = runtime.settings
     count, seconds = quota or (settings.private_reply_quota.count, settings.private_reply_quota.seconds)
     state = sandbox_state(app_id=settings.app_id, app_secret=settings.app_secret, quota=(count, seconds))
-    sandbox = seed_sandbox_account(state)
+    sandbox = seed_instagram_login_account(state) if login == "instagram" else seed_sandbox_account(state)
     workspace_id, account_id = connect_account(runtime, sandbox)
     runner = sandbox_runner(state)
     jobs: list[tuple[str, float | None]] = []

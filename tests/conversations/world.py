@@ -268,8 +268,13 @@ class ConversationWorld:
             return list(session.scalars(select(FollowUp).order_by(FollowUp.created_at, FollowUp.id)))
 
 
-def build_world(settings: Settings, runtime: Runtime, *, start: dt.datetime = START) -> Iterator[ConversationWorld]:
-    """The world on the sandbox clock frozen at ``start`` (tests that move time forward keep the default)."""
+def build_world(
+    settings: Settings, runtime: Runtime, *, start: dt.datetime = START, login: str = "facebook"
+) -> Iterator[ConversationWorld]:
+    """The world on the sandbox clock frozen at ``start`` (tests that move time forward keep the default).
+
+    ``login="instagram"``: the account has no Page and is connected through Instagram Login (graph.instagram.com).
+    """
     from replyflow.app import create_app
 
     queue = RecordingQueue()
@@ -278,7 +283,8 @@ def build_world(settings: Settings, runtime: Runtime, *, start: dt.datetime = ST
     state.clock.freeze(start)
     user = state.add_user("Owner", scopes=SCOPES)
     page = state.add_page("Roastery", owner_user_id=user.id)
-    ig = state.add_instagram_account(page.id, username="roastery.test")
+    instagram = login == "instagram"
+    ig = state.add_instagram_account(None if instagram else page.id, username="roastery.test")
     media_ids = [
         state.add_media(ig.id, caption=f"Post {i}", timestamp=start - dt.timedelta(days=3 - i)).id for i in range(3)
     ]
@@ -288,12 +294,17 @@ def build_world(settings: Settings, runtime: Runtime, *, start: dt.datetime = ST
         object="instagram", fields=["comments", "messages", "messaging_postbacks", "messaging_seen"]
     )
     state.subscribe_page(page.id, fields=["feed", "messages"])
+    if instagram:
+        page_token = state.issue_instagram_token(ig.id, long_lived=True)
+        state.subscribe_instagram(ig.id, fields=["comments", "messages", "messaging_postbacks"])
 
     with runtime.session() as session:
         ws, issued = workspaces.create_workspace(session=session, name=f"ws-{uuid.uuid4().hex[:8]}")
         account = Account(
             workspace_id=ws.id,
-            page_id=page.id,
+            login=login,
+            instagram_user_id=ig.app_scoped_id if instagram else None,
+            page_id=None if instagram else page.id,
             page_name="Roastery",
             instagram_id=ig.id,
             username=ig.username,
@@ -310,6 +321,7 @@ def build_world(settings: Settings, runtime: Runtime, *, start: dt.datetime = ST
     runner = GraphRunner(
         lambda: GraphClient(
             base_url="http://sandbox.test/graph",
+            instagram_base_url="http://sandbox.test/instagram",
             version=settings.graph_api_version,
             app_id=APP_ID,
             app_secret=APP_SECRET,

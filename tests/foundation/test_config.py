@@ -19,7 +19,26 @@ def test_contract_defaults(tmp_path: Path) -> None:
     assert s.graph_api_url == "https://graph.facebook.com"
     assert s.private_reply_quota == Quota(750, 3600)
     assert s.reconcile_interval == 300
+    assert s.instagram_api_url == "https://graph.instagram.com"
     assert s.is_sandbox, "no app secret means sandbox mode"
+
+
+def test_instagram_login_settings(tmp_path: Path) -> None:
+    sandbox = load_settings(data_dir=tmp_path, public_url="http://127.0.0.1:8015")
+    assert sandbox.instagram_base_url == "http://127.0.0.1:8015/sandbox/instagram"
+    assert sandbox.instagram_dialog_base_url == "http://127.0.0.1:8015/sandbox/instagram-login"
+    live = load_settings(
+        data_dir=tmp_path,
+        meta_app_id="123456",
+        meta_app_secret="m" * 32,
+        secret_key="k" * 32,
+        webhook_verify_token="v",
+        instagram_app_id="987654",
+        instagram_app_secret="i" * 32,
+    )
+    assert live.instagram_base_url == "https://graph.instagram.com"
+    assert (live.instagram_client_id, live.instagram_client_secret) == ("987654", "i" * 32)
+    assert live.webhook_secrets == ["m" * 32, "i" * 32], "Instagram Login deliveries may be signed with either"
 
 
 def test_sandbox_generates_secrets_once(tmp_path: Path) -> None:
@@ -41,6 +60,8 @@ def test_sandbox_generates_secrets_once(tmp_path: Path) -> None:
         ({"REPLYFLOW_RECONCILE_INTERVAL": "soon"}, "REPLYFLOW_RECONCILE_INTERVAL"),
         ({"REPLYFLOW_GRAPH_API_VERSION": "25"}, "REPLYFLOW_GRAPH_API_VERSION"),
         ({"REPLYFLOW_SANDBOX": "maybe"}, "REPLYFLOW_SANDBOX"),
+        ({"REPLYFLOW_INSTAGRAM_API_URL": "graph.instagram.com"}, "REPLYFLOW_INSTAGRAM_API_URL"),
+        ({"REPLYFLOW_INSTAGRAM_TOKEN_REFRESH_DAYS": "90"}, "REPLYFLOW_INSTAGRAM_TOKEN_REFRESH_DAYS"),
         ({"REPLYFLOW_META_APP_SECRET": "s" * 32}, "REPLYFLOW_META_APP_ID"),
         ({"REPLYFLOW_SANDBOX": "0"}, "REPLYFLOW_META_APP_SECRET"),
         (

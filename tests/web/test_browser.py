@@ -376,3 +376,46 @@ def test_keyboard_and_small_screens(page: Any) -> None:
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, "the overview scrolls sideways on a phone"
     _check_page(page, "overview-mobile")
+
+
+def test_connect_with_instagram_through_the_sandbox_consent_page(page: Any) -> None:
+    """Instagram Login, no Facebook Page: the Integrations page explains both paths, the sandbox's stand-in for
+    instagram.com/oauth/authorize asks for consent, and the account comes back connected with a 60-day token."""
+    _sign_in(page)
+    page.goto("/app/integrations")
+    paths = page.locator("#paths")
+    assert "Two ways to connect" in paths.inner_text()
+    assert "no Facebook Page" in paths.inner_text() and "Pick this when" in paths.inner_text()
+    assert page.get_by_role("button", name="Connect with Facebook").is_visible()
+
+    # The pasted-token box of this path expects IGAA… and says so before anything is sent.
+    page.get_by_text("I have an Instagram token instead").click()
+    box = page.get_by_label("Instagram access token")
+    box.fill("EAAB" + "a1B2c3" * 20)
+    assert "This is a Facebook token" in page.locator("#instagram-token-feedback").inner_text()
+    assert page.get_by_role("button", name="Check and connect this account").is_disabled()
+    box.fill("")
+    page.get_by_text("I have an Instagram token instead").click()
+    paths.scroll_into_view_if_needed()
+    _check_page(page, "integrations-two-paths")
+
+    page.get_by_role("button", name="Connect with Instagram").click()
+    page.wait_for_url("**/sandbox/instagram-login/oauth/authorize?*")
+    assert "to access your Instagram account?" in page.locator("h1").inner_text()
+    assert "instagram_business_manage_messages" in page.content()
+    page.get_by_label(re.compile("@lina.ceramics")).check()
+    _check_page(page, "instagram-consent")
+    page.get_by_role("button", name="Allow").click()
+
+    page.wait_for_url("**/app/integrations?account_id=*")
+    result = page.locator("#step-result")
+    assert "@lina.ceramics" in result.inner_text()
+    assert "via Instagram Login (no Facebook Page)" in result.inner_text()
+    assert "Subscribed" in result.inner_text() and "replyflow refreshes it before then" in result.inner_text()
+    result.scroll_into_view_if_needed()
+    _check_page(page, "integrations-instagram-connected")
+
+    page.goto("/app/accounts")
+    card = page.locator("main")
+    assert "@lina.ceramics" in card.inner_text() and "Instagram Login (no Facebook Page)" in card.inner_text()
+    _check_page(page)

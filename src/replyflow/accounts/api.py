@@ -10,10 +10,11 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from replyflow.accounts import errors, oauth, repository, service
+from replyflow.accounts import errors, instagram_oauth, oauth, repository, service
 from replyflow.accounts.crypto import TokenCipher, cipher_for
 from replyflow.accounts.doctor import run_doctor
 from replyflow.accounts.health import check_account, mark_token_invalid, record_check_failure
+from replyflow.accounts.instagram_login import save_instagram_token
 from replyflow.accounts.models import Account
 from replyflow.accounts.schemas import (
     AccountOut,
@@ -25,6 +26,7 @@ from replyflow.accounts.schemas import (
     MediaPage,
     OAuthStartOut,
     SavedAccountOut,
+    SaveInstagramTokenIn,
     SavePageTokenIn,
 )
 from replyflow.db import SessionDep, utcnow
@@ -242,6 +244,35 @@ async def save_page_token(
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if saved.created else 200)
 
 
+@router.post(
+    "/api/instagram/save-instagram-token",
+    response_model=SavedAccountOut,
+    status_code=201,
+    openapi_extra=_body_doc(SaveInstagramTokenIn),
+    responses={
+        200: {"description": "An existing account was updated (also one connected through Facebook Login before)"},
+        400: {"description": "token_invalid: Instagram does not accept the token"},
+        422: {"description": "token_format_invalid / wrong_token_type"},
+    },
+)
+async def save_instagram_token_route(
+    request: Request, session: SessionDep, workspace: CurrentWorkspace, graph: GraphDep, cipher: CipherDep
+) -> JSONResponse:
+    """Instagram Login (no Facebook Page): validate the token on the Instagram host, make it long-lived, subscribe
+    the account's webhooks and create (201) or update (200) the account. The token is never returned."""
+    body = await read_body(request, SaveInstagramTokenIn)
+    saved = await save_instagram_token(
+        session=session,
+        graph=graph,
+        cipher=cipher,
+        settings=request.app.state.settings,
+        workspace_id=workspace.id,
+        instagram_access_token=body.instagram_access_token,
+    )
+    out = SavedAccountOut(account=AccountOut.of(saved.account), created=saved.created)
+    return JSONResponse(out.model_dump(mode="json"), status_code=201 if saved.created else 200)
+
+
 # -- Connect with Facebook -------------------------------------------------------------------------------------
 
 
@@ -261,6 +292,19 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
+def _callback_args(request: Request, *, cookie: str) -> dict[str, Any]:
+    """What a login callback hands the accounts service: the query's state, code and errors, and the cookie."""
+    params = request.query_params
+    return {
+        "runtime": request.app.state.runtime,
+        "state": params.get("state"),
+        "code": params.get("code"),
+        "error": params.get("error"),
+        "error_reason": params.get("error_reason"),
+        "browser_nonce": request.cookies.get(cookie),
+    }
+
+
 def _error_redirect(error: ReplyflowError) -> RedirectResponse:
     """A browser goes back to the Integrations page, which explains the (stable) code in plain words."""
     url = f"{oauth.INTEGRATIONS_PATH}?oauth_error={oauth.browser_error_code(error)}#step-connect"
@@ -270,18 +314,10 @@ def _error_redirect(error: ReplyflowError) -> RedirectResponse:
 @router.get(oauth.CALLBACK_PATH, include_in_schema=False)
 async def oauth_callback(request: Request, graph: GraphDep, cipher: CipherDep) -> Response:
     """Where Facebook sends the browser back. No API key: the single-use state and the browser cookie bind it."""
-    params = request.query_params
     settings = request.app.state.settings
     try:
         conversion = await oauth.complete_oauth(
-            runtime=request.app.state.runtime,
-            graph=graph,
-            cipher=cipher,
-            state=params.get("state"),
-            code=params.get("code"),
-            error=params.get("error"),
-            error_reason=params.get("error_reason"),
-            browser_nonce=request.cookies.get(oauth.OAUTH_COOKIE),
+            graph=graph, cipher=cipher, **_callback_args(request, cookie=oauth.OAUTH_COOKIE)
         )
     except ReplyflowError as exc:
         response: Response = (
@@ -295,6 +331,57 @@ async def oauth_callback(request: Request, graph: GraphDep, cipher: CipherDep) -
         response = RedirectResponse(f"{oauth.INTEGRATIONS_PATH}?conversion_id={conversion.id}", status_code=302)
     response.headers["Cache-Control"] = "no-store"
     oauth.clear_oauth_cookie(response, settings=settings)
+    return response
+
+
+# -- Connect with Instagram ------------------------------------------------------------------------------------
+
+
+@router.post("/api/instagram/oauth/instagram/start", response_model=OAuthStartOut)
+def start_instagram_oauth(
+    request: Request, session: SessionDep, workspace: CurrentWorkspace, graph: GraphDep
+) -> JSONResponse:
+    """Begin Connect with Instagram: open ``authorize_url`` in this browser (a cookie binds the flow to it)."""
+    settings = request.app.state.settings
+    start = instagram_oauth.start_instagram_oauth(
+        session=session, graph=graph, settings=settings, workspace_id=workspace.id
+    )
+    response = JSONResponse(
+        OAuthStartOut(authorize_url=start.authorize_url, expires_at=start.expires_at).model_dump(mode="json")
+    )
+    instagram_oauth.set_cookie(response, start=start, settings=settings)
+    return response
+
+
+@router.get(instagram_oauth.CALLBACK_PATH, include_in_schema=False)
+async def instagram_oauth_callback(request: Request, graph: GraphDep, cipher: CipherDep) -> Response:
+    """Where Instagram sends the browser back. No API key: the single-use state and the browser cookie bind it."""
+    settings = request.app.state.settings
+    try:
+        saved = await instagram_oauth.complete_instagram_oauth(
+            graph=graph, cipher=cipher, **_callback_args(request, cookie=instagram_oauth.OAUTH_COOKIE)
+        )
+    except ReplyflowError as exc:
+        if _wants_json(request):
+            response: Response = JSONResponse(exc.to_dict(), status_code=exc.http_status)
+        else:
+            code = instagram_oauth.browser_error_code(exc)
+            response = RedirectResponse(
+                f"{oauth.INTEGRATIONS_PATH}?instagram_error={code}#step-connect",
+                status_code=302,
+                headers={"Cache-Control": "no-store"},
+            )
+        instagram_oauth.clear_cookie(response, settings=settings)
+        return response
+    if _wants_json(request):
+        out = SavedAccountOut(account=AccountOut.of(saved.account), created=saved.created)
+        response = JSONResponse(out.model_dump(mode="json"), status_code=201 if saved.created else 200)
+    else:
+        response = RedirectResponse(
+            f"{oauth.INTEGRATIONS_PATH}?account_id={saved.account.id}#step-result", status_code=302
+        )
+    response.headers["Cache-Control"] = "no-store"
+    instagram_oauth.clear_cookie(response, settings=settings)
     return response
 
 

@@ -1,4 +1,5 @@
-"""Operator commands: ``accounts connect|list|check``, ``keys rotate`` and ``doctor`` (the CLI twin of the API)."""
+"""Operator commands: ``accounts connect|list|check|refresh``, ``keys rotate`` and ``doctor`` (the CLI twin of the
+API)."""
 
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ def register(group: click.Group) -> None:
 
 @click.group()
 def accounts() -> None:
-    """Connected Instagram accounts: connect one from a User token, list them, check their tokens."""
+    """Connected Instagram accounts: connect one from a User token, list them, check and refresh their tokens."""
 
 
 @accounts.command("connect")
@@ -274,6 +275,48 @@ async def _check_all(runtime: Runtime, workspace_id: str | None) -> tuple[list[A
                     failures[account_id] = exc.message
                 rows.append(AccountOut.of(account))
     return rows, failures
+
+
+@accounts.command("refresh")
+@click.option("--workspace", "workspace_ref", default=None, help="Only this workspace (id or name).")
+@click.option("--account", "account_id", default=None, help="Only this account (refreshed even if not due).")
+@click.option("--all", "refresh_all", is_flag=True, help="Refresh every Instagram Login token, due or not.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on the last line.")
+def refresh_command(workspace_ref: str | None, account_id: str | None, refresh_all: bool, as_json: bool) -> None:
+    """Refresh Instagram Login tokens now (the hourly job does this by itself for tokens due within 10 days).
+
+    Without options: every due token. Facebook Login accounts are skipped: their Page tokens do not expire.
+    Exits 1 when a refresh failed.
+    """
+    from replyflow.accounts.refresh import (
+        due_account_ids,
+        instagram_account_ids,
+        refresh_account,
+    )
+
+    runtime = _runtime()
+    workspace_id = _workspace_id(runtime, workspace_ref)
+    now = utcnow()
+    force = refresh_all or account_id is not None
+    if account_id is not None:
+        ids = [account_id]
+    elif refresh_all:
+        ids = instagram_account_ids(runtime=runtime, workspace_id=workspace_id)
+    else:
+        due = set(due_account_ids(runtime=runtime, now=now))
+        ids = [i for i in instagram_account_ids(runtime=runtime, workspace_id=workspace_id) if i in due]
+    results = [refresh_account(runtime=runtime, account_id=i, now=now, force=force) for i in ids]
+    failed = [r for r in results if r.outcome in ("failed", "invalid")]
+    if as_json:
+        _emit_json({"items": [r.as_dict() for r in results], "failed": len(failed)})
+    else:
+        if not results:
+            click.echo("No Instagram Login token is due for a refresh.")
+        marks = {"refreshed": "✓", "failed": "✗", "invalid": "✗"}
+        for result in results:
+            click.echo(f"{marks.get(result.outcome, '-')} {result.account_id}  {result.message}")
+    if failed:
+        sys.exit(1)
 
 
 @click.group()

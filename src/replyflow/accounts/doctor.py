@@ -1,7 +1,9 @@
 """``replyflow doctor``: check the whole chain against the Graph API and say, for each problem, how to fix it.
 
 The chain: configuration → app credentials (app token) → the app's webhook subscription → stored tokens
-decrypt → for each account: the token, its permissions, the MESSAGING task and the Page subscription.
+decrypt → for each account: the token, its permissions, the MESSAGING task and the Page subscription (Facebook
+Login), or the token on graph.instagram.com, its refresh and the account's own webhook subscription (Instagram
+Login).
 The checks only read; ``replyflow accounts check`` is the one that records verdicts and re-subscribes Pages.
 The CLI, ``GET /api/doctor`` and the dashboard all call :func:`run_doctor`.
 """
@@ -9,6 +11,7 @@ The CLI, ``GET /api/doctor`` and the dashboard all call :func:`run_doctor`.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -16,12 +19,15 @@ from sqlalchemy.orm import Session
 
 from replyflow.accounts import repository
 from replyflow.accounts.crypto import KeyMismatch, TokenCipher
-from replyflow.accounts.health import RECONNECT_HINT, judge_token, probe_account
+from replyflow.accounts.health import INSTAGRAM_RECONNECT_HINT, RECONNECT_HINT, judge_token, probe_account
+from replyflow.accounts.instagram_login import judge_instagram_probe, probe_instagram_account
+from replyflow.accounts.instagram_oauth import redirect_uri as instagram_redirect_uri
 from replyflow.accounts.models import Account, TokenStatus
 from replyflow.accounts.permissions import (
     APP_WEBHOOK_FIELDS,
     APP_WEBHOOK_OBJECT,
     GRAPH_API_EXPLORER_URL,
+    INSTAGRAM_WEBHOOK_FIELDS,
     PAGE_TASKS_URL,
     PAGE_WEBHOOK_FIELDS,
     permission_hint,
@@ -65,6 +71,23 @@ class DoctorReport:
         return [c for c in self.checks if c.status in ("error", "warning")]
 
 
+def _instagram_login_check(settings: Settings) -> Check:
+    which = (
+        f"Instagram app {settings.instagram_client_id}"
+        if settings.instagram_app_id
+        else f"the Meta app's id ({settings.app_id})"
+    )
+    return Check(
+        "config.instagram_login",
+        "Instagram Login",
+        "ok",
+        f"Accounts without a Facebook Page connect through {settings.instagram_base_url} with {which}.",
+        f"Connect with Instagram sends people back to {instagram_redirect_uri(settings)}: list it under the "
+        "Instagram app's Business login settings (OAuth redirect URIs). If the Instagram app has its own id and "
+        "secret, set REPLYFLOW_INSTAGRAM_APP_ID and REPLYFLOW_INSTAGRAM_APP_SECRET.",
+    )
+
+
 def _config_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = []
     if settings.is_sandbox:
@@ -78,7 +101,7 @@ def _config_checks(settings: Settings) -> list[Check]:
                 "(see docs/meta-setup.md).",
             )
         )
-        return checks
+        return [*checks, _instagram_login_check(settings)]
     checks.append(Check("config.mode", "Mode", "ok", f"Live mode with Meta app {settings.app_id}."))
     if settings.public_url.startswith("https://"):
         checks.append(
@@ -95,7 +118,7 @@ def _config_checks(settings: Settings) -> list[Check]:
                 "address.",
             )
         )
-    return checks
+    return [*checks, _instagram_login_check(settings)]
 
 
 def _webhook_check(settings: Settings, subscriptions: list[AppSubscription]) -> Check:
@@ -171,7 +194,7 @@ async def _app_checks(settings: Settings, graph: GraphClient) -> list[Check]:
 async def _account_checks(
     account: Account, *, graph: GraphClient, cipher: TokenCipher, settings: Settings, now: dt.datetime
 ) -> list[Check]:
-    label = f"@{account.username}" if account.username else account.page_name or account.page_id
+    label = f"@{account.username}" if account.username else account.page_name or account.sender_id
     aid = account.id
 
     def check(kind: str, title: str, status: Status, message: str, hint: str | None = None) -> Check:
@@ -183,15 +206,17 @@ async def _account_checks(
         token = cipher.decrypt(account.token_ciphertext)
     except KeyMismatch as exc:
         return [check("token", "token", "error", "The stored token cannot be decrypted.", exc.hint)]
+    if account.is_instagram_login:
+        return await _instagram_account_checks(account, token=token, graph=graph, now=now, check=check)
     try:
         probe = await probe_account(
-            graph=graph, token=token, page_id=account.page_id, app_id=settings.app_id, resubscribe=False
+            graph=graph, token=token, page_id=account.page_id or "", app_id=settings.app_id, resubscribe=False
         )
     except (GraphError, ReplyflowError) as exc:
         return [check("token", "token", "skipped", f"Not checked: Meta did not answer ({exc.error_code}).")]
     assert probe.info is not None
     verdict = judge_token(
-        probe.info, app_id=settings.app_id, page_id=account.page_id, instagram_id=account.instagram_id, now=now
+        probe.info, app_id=settings.app_id, page_id=account.page_id or "", instagram_id=account.instagram_id, now=now
     )
     verdict_status, verdict_reason = verdict.status, verdict.reason
     if probe.token_refused is not None:
@@ -260,6 +285,71 @@ async def _account_checks(
     return checks
 
 
+CheckMaker = Callable[..., Check]
+
+
+async def _instagram_account_checks(
+    account: Account, *, token: str, graph: GraphClient, now: dt.datetime, check: CheckMaker
+) -> list[Check]:
+    """An Instagram Login account: the token on graph.instagram.com, its refresh, and the account's webhooks."""
+    bound = graph.for_login(account.login, sender_id=account.sender_id)
+    try:
+        probe = await probe_instagram_account(graph=bound, token=token, resubscribe=False)
+    except (GraphError, ReplyflowError) as exc:
+        return [check("token", "token", "skipped", f"Not checked: Instagram did not answer ({exc.error_code}).")]
+    verdict = judge_instagram_probe(account, probe, now=now)
+    if verdict.status is TokenStatus.INVALID:
+        return [
+            check("token", "token", "error", verdict.reason or "The token no longer works.", INSTAGRAM_RECONNECT_HINT)
+        ]
+    checks: list[Check] = []
+    if verdict.status is TokenStatus.EXPIRING:
+        checks.append(
+            check(
+                "token",
+                "token",
+                "warning",
+                verdict.reason or "The token expires soon.",
+                "Run 'replyflow accounts refresh' to refresh it now. " + INSTAGRAM_RECONNECT_HINT,
+            )
+        )
+    else:
+        until = f" until {verdict.expires_at:%d %b %Y}" if verdict.expires_at else ""
+        checks.append(
+            check(
+                "token",
+                "token",
+                "ok",
+                f"The Instagram token works{until}; replyflow refreshes it by itself before then.",
+            )
+        )
+    if verdict.missing:
+        checks.append(
+            check(
+                "permissions",
+                "permissions",
+                "error",
+                f"The token lacks {', '.join(verdict.missing)}.",
+                "Connect with Instagram again and allow every permission replyflow asks for.",
+            )
+        )
+    if probe.subscribed:
+        checks.append(
+            check("instagram_subscription", "webhooks", "ok", "The account is subscribed to replyflow's webhooks.")
+        )
+    else:
+        checks.append(
+            check(
+                "instagram_subscription",
+                "webhooks",
+                "error",
+                f"The account is not subscribed to replyflow's webhooks ({', '.join(INSTAGRAM_WEBHOOK_FIELDS)}).",
+                "Run 'replyflow accounts check' (it re-subscribes the account), or connect with Instagram again.",
+            )
+        )
+    return checks
+
+
 async def run_doctor(
     *,
     session: Session,
@@ -282,8 +372,9 @@ async def run_doctor(
                 "Accounts",
                 "warning",
                 "No Instagram account is connected yet.",
-                "Connect one: 'replyflow accounts connect', the dashboard's Connect with Facebook, or "
-                "POST /api/instagram/convert-token.",
+                "Connect one: the dashboard's Connect with Facebook or Connect with Instagram, "
+                "'replyflow accounts connect', POST /api/instagram/convert-token or "
+                "POST /api/instagram/save-instagram-token.",
             )
         )
     for account in accounts:

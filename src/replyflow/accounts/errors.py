@@ -16,6 +16,12 @@ EXPLORER_HINT = (
 )
 
 
+INSTAGRAM_LOGIN_HINT = (
+    "Use 'Connect with Instagram' on the Integrations page, or generate a token in the App Dashboard "
+    "(Instagram → API setup with Instagram login → Generate token) and paste it: it starts with IGAA."
+)
+
+
 class TokenRejected(ReplyflowError):
     """Meta (or our format check) says this token cannot be used here."""
 
@@ -61,8 +67,17 @@ def wrong_token_type(*, got: str, want: str) -> TokenRejected:
         message = "This is a User token; saving an account needs a Page token."
         hint = "Convert it first with POST /api/instagram/convert-token, then save one of the Pages it lists."
     elif got == "INSTAGRAM":
-        message = "This is an Instagram Login token; replyflow connects through Facebook Login (a Page token)."
-        hint = EXPLORER_HINT
+        message = "This is an Instagram Login token; this step is for Facebook Login (a User or Page token)."
+        hint = (
+            "Send it to POST /api/instagram/save-instagram-token instead (or use 'Connect with Instagram'), "
+            "or paste a Facebook User token here."
+        )
+    elif want == "INSTAGRAM":
+        message = "This is a Facebook Login token; this step needs an Instagram Login token (it starts with IGAA)."
+        hint = (
+            "Send Facebook User tokens to POST /api/instagram/convert-token (or use 'Connect with Facebook'). "
+            + INSTAGRAM_LOGIN_HINT
+        )
     elif got == "APP":
         message = "This is an app token; replyflow needs a token of a person (User token) or of a Page."
         hint = EXPLORER_HINT

@@ -35,6 +35,15 @@ log = get_logger("replyflow.accounts.health")
 
 EXPIRY_WARNING = dt.timedelta(days=7)
 RECONNECT_HINT = "Reconnect the account: convert a fresh User token (or use Connect with Facebook) and save the Page."
+INSTAGRAM_RECONNECT_HINT = (
+    "Reconnect the account with 'Connect with Instagram' on the Integrations page (or paste a fresh Instagram "
+    "token); its rules and history stay."
+)
+
+
+def reconnect_hint(login: str | None) -> str:
+    """How to reconnect an account, in the words of the login it uses."""
+    return INSTAGRAM_RECONNECT_HINT if login == "instagram" else RECONNECT_HINT
 
 
 @dataclass(frozen=True)
@@ -125,18 +134,23 @@ def judge_token(
 
 
 def account_problems(
-    *, verdict: TokenVerdict | None, messaging_task: bool | None, page_subscribed: bool | None
+    *,
+    verdict: TokenVerdict | None,
+    messaging_task: bool | None,
+    page_subscribed: bool | None,
+    login: str | None = None,
 ) -> list[Problem]:
     problems: list[Problem] = []
+    hint = reconnect_hint(login)
     if verdict is not None and verdict.status is TokenStatus.INVALID:
-        problems.append(Problem("token_invalid", verdict.reason or "The token no longer works.", RECONNECT_HINT))
+        problems.append(Problem("token_invalid", verdict.reason or "The token no longer works.", hint))
     if verdict is not None and verdict.missing:
         problems.extend(
             Problem("missing_permission", missing_permission_problem(name), permission_hint([name]))
             for name in verdict.missing
         )
     if verdict is not None and verdict.status is TokenStatus.EXPIRING:
-        problems.append(Problem("token_expiring", verdict.reason or "The token expires soon.", RECONNECT_HINT))
+        problems.append(Problem("token_expiring", verdict.reason or "The token expires soon.", hint))
     if messaging_task is False:
         problems.append(
             Problem(
@@ -147,7 +161,17 @@ def account_problems(
                 "then reconnect the account.",
             )
         )
-    if page_subscribed is False:
+    if page_subscribed is False and login == "instagram":
+        problems.append(
+            Problem(
+                "instagram_not_subscribed",
+                "The Instagram account is not subscribed to replyflow's webhooks, so replyflow does not hear about "
+                "new comments.",
+                "Run the account check again (it re-subscribes the account). If it keeps failing, reconnect with "
+                "Instagram and approve instagram_business_manage_comments and instagram_business_manage_messages.",
+            )
+        )
+    elif page_subscribed is False:
         problems.append(
             Problem(
                 "page_not_subscribed",
@@ -188,7 +212,10 @@ def record_verdict(
     health["problems"] = [
         p.as_dict()
         for p in account_problems(
-            verdict=verdict, messaging_task=health.get("messaging_task"), page_subscribed=account.webhooks_subscribed
+            verdict=verdict,
+            messaging_task=health.get("messaging_task"),
+            page_subscribed=account.webhooks_subscribed,
+            login=account.login,
         )
     ]
     account.health = health
@@ -262,7 +289,7 @@ async def probe_account(
 def apply_probe(account: Account, probe: Probe, *, app_id: str, now: dt.datetime) -> TokenVerdict:
     assert probe.info is not None
     verdict = judge_token(
-        probe.info, app_id=app_id, page_id=account.page_id, instagram_id=account.instagram_id, now=now
+        probe.info, app_id=app_id, page_id=account.page_id or "", instagram_id=account.instagram_id, now=now
     )
     if probe.token_refused is not None and verdict.status is not TokenStatus.INVALID:
         verdict = TokenVerdict(
@@ -305,8 +332,14 @@ async def check_account(
         return verdict
     if session.in_transaction():
         session.commit()  # never hold SQLite's write lock while waiting on Meta (see service.end_read)
-    probe = await probe_account(graph=graph, token=token, page_id=account.page_id, app_id=app_id)
-    verdict = apply_probe(account, probe, app_id=app_id, now=now)
+    if account.is_instagram_login:
+        from replyflow.accounts import instagram_login  # it builds on this module
+
+        ig_probe = await instagram_login.probe_instagram_account(graph=graph, token=token)
+        verdict = instagram_login.apply_instagram_probe(account, ig_probe, now=now)
+    else:
+        probe = await probe_account(graph=graph, token=token, page_id=account.page_id or "", app_id=app_id)
+        verdict = apply_probe(account, probe, app_id=app_id, now=now)
     session.flush()
     log.info("account_checked", account_id=account.id, token_status=verdict.status.value)
     return verdict

@@ -1,5 +1,10 @@
-"""Connected Instagram accounts (reached through their Facebook Page and its token) and the short-lived records of
-connecting one: token conversions, OAuth states and the encryption key canary."""
+"""Connected Instagram accounts and the short-lived records of connecting one: token conversions, OAuth states and
+the encryption key canary.
+
+An account is reached one of two ways (``login``): through its Facebook Page and a Page token on graph.facebook.com
+(Facebook Login), or with an Instagram User token on graph.instagram.com and no Page at all (Instagram Login).
+Either way it is one row per workspace and Instagram account, so its rules and history survive a change of login.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from replyflow.db import Base, UTCDateTime, utcnow
 from replyflow.ids import new_id
+
+
+class Login(enum.StrEnum):
+    """How an account was connected; decides the Graph host and the token its calls use."""
+
+    FACEBOOK = "facebook"  # graph.facebook.com, a Page token, messages sent as /{page-id}/messages
+    INSTAGRAM = "instagram"  # graph.instagram.com, an Instagram User token, messages sent as /{ig-id}/messages
 
 
 class TokenStatus(enum.StrEnum):
@@ -30,16 +42,25 @@ class Account(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("acc"))
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
-    page_id: Mapped[str] = mapped_column(String(64))
+    login: Mapped[str] = mapped_column(String(16), default=Login.FACEBOOK.value, server_default=Login.FACEBOOK.value)
+    # The Facebook Page (Facebook Login only; null for Instagram Login accounts).
+    page_id: Mapped[str | None] = mapped_column(String(64))
     page_name: Mapped[str] = mapped_column(String(255), default="")
     instagram_id: Mapped[str] = mapped_column(String(64))
+    # Instagram Login's app-scoped id of the account (``id`` of /me on graph.instagram.com; ``user_id`` there is
+    # ``instagram_id``). Comments the account writes through Instagram Login can name it in ``from.id``.
+    instagram_user_id: Mapped[str | None] = mapped_column(String(64))
     username: Mapped[str] = mapped_column(String(255), default="")
     name: Mapped[str | None] = mapped_column(String(255))
     profile_picture_url: Mapped[str | None] = mapped_column(Text)
 
-    # The Page token, Fernet-encrypted (replyflow.accounts.crypto); never stored or returned in plain text.
+    # The Page token (Facebook Login) or the Instagram User token (Instagram Login), Fernet-encrypted
+    # (replyflow.accounts.crypto); never stored or returned in plain text.
     token_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     token_type: Mapped[str] = mapped_column(String(16), default="PAGE")
+    # When Meta issued the stored token (exchange or refresh): an Instagram token may be refreshed once it is
+    # 24 hours old.
+    token_issued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     missing_permissions: Mapped[list[str]] = mapped_column(JSON, default=list)
     token_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -59,6 +80,22 @@ class Account(Base):
 
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    @property
+    def is_instagram_login(self) -> bool:
+        return self.login == Login.INSTAGRAM.value
+
+    @property
+    def sender_id(self) -> str:
+        """The node DMs are sent from: the Page (Facebook Login) or the Instagram account (Instagram Login)."""
+        if self.is_instagram_login or self.page_id is None:
+            return self.instagram_id
+        return self.page_id
+
+    @property
+    def own_ids(self) -> frozenset[str]:
+        """Every id ``from.id`` can carry on a comment the account wrote itself."""
+        return frozenset(i for i in (self.instagram_id, self.instagram_user_id) if i)
 
     @property
     def automation_paused(self) -> bool:

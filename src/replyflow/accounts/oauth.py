@@ -97,6 +97,25 @@ def redirect_uri(settings: Settings) -> str:
     return f"{settings.public_url}{CALLBACK_PATH}"
 
 
+def new_state(*, session: Session, workspace_id: str, browser_nonce: str | None = None) -> tuple[str, str, dt.datetime]:
+    """A fresh single-use ``state`` and browser nonce for a login flow (stored hashed): (state, nonce, expiry)."""
+    state = secrets.token_urlsafe(32)
+    nonce = browser_nonce or secrets.token_urlsafe(32)
+    now = utcnow()
+    expires_at = now + STATE_TTL
+    session.add(
+        OAuthState(
+            workspace_id=workspace_id,
+            state_hash=_hash(state),
+            browser_hash=_hash(nonce),
+            created_at=now,
+            expires_at=expires_at,
+        )
+    )
+    session.flush()
+    return state, nonce, expires_at
+
+
 @dataclass(frozen=True)
 class OAuthStart:
     """Send the browser to ``authorize_url``; put ``browser_nonce`` in its ``rf_oauth`` cookie first."""
@@ -115,20 +134,7 @@ def start_oauth(
     browser_nonce: str | None = None,
 ) -> OAuthStart:
     """Begin "Connect with Facebook" for a workspace. Pass ``browser_nonce`` to reuse one the caller already set."""
-    state = secrets.token_urlsafe(32)
-    nonce = browser_nonce or secrets.token_urlsafe(32)
-    now = utcnow()
-    expires_at = now + STATE_TTL
-    session.add(
-        OAuthState(
-            workspace_id=workspace_id,
-            state_hash=_hash(state),
-            browser_hash=_hash(nonce),
-            created_at=now,
-            expires_at=expires_at,
-        )
-    )
-    session.flush()
+    state, nonce, expires_at = new_state(session=session, workspace_id=workspace_id, browser_nonce=browser_nonce)
     url = graph.oauth_dialog_url(
         dialog_base_url=settings.dialog_base_url, redirect_uri=redirect_uri(settings), state=state, scopes=OAUTH_SCOPES
     )
@@ -136,23 +142,26 @@ def start_oauth(
     return OAuthStart(authorize_url=url, browser_nonce=nonce, expires_at=expires_at)
 
 
-def set_oauth_cookie(response: Response, *, start: OAuthStart, settings: Settings) -> None:
-    """The cookie that binds the flow to this browser; sent back only to the callback path."""
+def set_oauth_cookie(
+    response: Response, *, start: OAuthStart, settings: Settings, name: str = OAUTH_COOKIE, path: str = COOKIE_PATH
+) -> None:
+    """The cookie that binds the flow to this browser; sent back only to the callback path (``name``/``path``:
+    another login's cookie)."""
     response.set_cookie(
-        OAUTH_COOKIE,
+        name,
         start.browser_nonce,
         max_age=int(STATE_TTL.total_seconds()),
-        path=COOKIE_PATH,
+        path=path,
         httponly=True,
         secure=settings.public_url.startswith("https://"),
-        samesite="lax",  # the callback is a top-level GET navigation from Facebook, which Lax allows
+        samesite="lax",  # the callback is a top-level GET navigation from Facebook or Instagram, which Lax allows
     )
 
 
-def clear_oauth_cookie(response: Response, *, settings: Settings) -> None:
-    response.delete_cookie(
-        OAUTH_COOKIE, path=COOKIE_PATH, secure=settings.public_url.startswith("https://"), httponly=True
-    )
+def clear_oauth_cookie(
+    response: Response, *, settings: Settings, name: str = OAUTH_COOKIE, path: str = COOKIE_PATH
+) -> None:
+    response.delete_cookie(name, path=path, secure=settings.public_url.startswith("https://"), httponly=True)
 
 
 @dataclass(frozen=True)
@@ -183,6 +192,33 @@ def consume_state(*, session: Session, state: str | None, browser_nonce: str | N
     return StateCheck(row.workspace_id, None)
 
 
+def accept_callback(
+    *,
+    runtime: Runtime,
+    state: str | None,
+    code: str | None,
+    error: str | None,
+    error_reason: str | None,
+    browser_nonce: str | None,
+) -> tuple[str, str]:
+    """The checks every login callback makes before exchanging anything: (workspace id, code), or the refusal.
+
+    The state is spent (committed) whatever happens next; a cancelled consent or a missing code is refused.
+    """
+    with runtime.session() as session:
+        check = consume_state(session=session, state=state, browser_nonce=browser_nonce)
+    if check.error is not None:
+        log.info("oauth_refused", code=check.error.error_code)
+        raise check.error
+    assert check.workspace_id is not None
+    if error or error_reason:
+        log.info("oauth_denied", workspace_id=check.workspace_id)
+        raise errors.oauth_denied(error_reason)
+    if not code or len(code) > 2048:
+        raise errors.oauth_missing_code()
+    return check.workspace_id, code
+
+
 async def complete_oauth(
     *,
     runtime: Runtime,
@@ -195,17 +231,9 @@ async def complete_oauth(
     browser_nonce: str | None,
 ) -> TokenConversion:
     """Handle Facebook's redirect back: check the state, exchange the code, convert the token (as convert-token)."""
-    with runtime.session() as session:
-        check = consume_state(session=session, state=state, browser_nonce=browser_nonce)
-    if check.error is not None:
-        log.info("oauth_refused", code=check.error.error_code)
-        raise check.error
-    assert check.workspace_id is not None
-    if error or error_reason:
-        log.info("oauth_denied", workspace_id=check.workspace_id)
-        raise errors.oauth_denied(error_reason)
-    if not code or len(code) > 2048:
-        raise errors.oauth_missing_code()
+    workspace_id, code = accept_callback(
+        runtime=runtime, state=state, code=code, error=error, error_reason=error_reason, browser_nonce=browser_nonce
+    )
     try:
         exchanged = await graph.exchange_oauth_code(code=code, redirect_uri=redirect_uri(runtime.settings))
     except (TransientError, RateLimited):
@@ -218,7 +246,7 @@ async def complete_oauth(
             graph=graph,
             cipher=cipher,
             settings=runtime.settings,
-            workspace_id=check.workspace_id,
+            workspace_id=workspace_id,
             user_access_token=exchanged.access_token.get_secret_value(),
             source="oauth",
         )

@@ -91,6 +91,38 @@ APP_WEBHOOK_OBJECT = "instagram"
 APP_WEBHOOK_FIELDS: tuple[str, ...] = ("comments", "messages", "messaging_postbacks")
 
 
+# -- Instagram Login (no Facebook Page) ---------------------------------------------------------------------
+# meta-graph-api-notes.md §0/§1: Instagram Login uses instagram_business_* scopes on graph.instagram.com.
+
+INSTAGRAM_LOGIN_DOCS_URL = "https://developers.facebook.com/docs/instagram-platform/instagram-api-with-instagram-login"
+INSTAGRAM_PROFESSIONAL_URL = "https://help.instagram.com/502981923235522"
+
+INSTAGRAM_PERMISSIONS: tuple[Permission, ...] = (
+    Permission(
+        "instagram_business_basic",
+        "Reads your Instagram profile and your posts and reels, and lets replyflow keep the token fresh.",
+    ),
+    Permission(
+        "instagram_business_manage_comments",
+        "Reads comments, posts the public reply under a comment, and lets Meta send comment webhooks.",
+    ),
+    Permission(
+        "instagram_business_manage_messages",
+        "Sends the private reply (the DM) to the person who commented, and the messages that follow.",
+    ),
+)
+INSTAGRAM_SCOPES: tuple[str, ...] = tuple(p.name for p in INSTAGRAM_PERMISSIONS)
+# Fields replyflow subscribes an Instagram Login account to (POST /me/subscribed_apps on graph.instagram.com).
+INSTAGRAM_WEBHOOK_FIELDS: tuple[str, ...] = ("comments", "live_comments", "messages", "messaging_postbacks")
+
+_BY_NAME.update({p.name: p for p in INSTAGRAM_PERMISSIONS})
+
+
+def missing_instagram_permissions(scopes: Iterable[str]) -> list[str]:
+    granted = set(scopes)
+    return [name for name in INSTAGRAM_SCOPES if name not in granted]
+
+
 def permission(name: str) -> Permission | None:
     return _BY_NAME.get(name)
 

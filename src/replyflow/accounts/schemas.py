@@ -39,6 +39,16 @@ class SavePageTokenIn(BaseModel):
         return self
 
 
+class SaveInstagramTokenIn(BaseModel):
+    """``POST /api/instagram/save-instagram-token``: an Instagram Login token (no Facebook Page)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instagram_access_token: str = Field(
+        description="An Instagram User access token from Instagram Login (starts with IGAA); short- or long-lived."
+    )
+
+
 class InstagramRef(BaseModel):
     id: str
     username: str | None = None
@@ -99,7 +109,8 @@ class AccountOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
-    page_id: str
+    login: str = Field(description="facebook (a Page token on graph.facebook.com) or instagram (Instagram Login)")
+    page_id: str | None = Field(description="The Facebook Page; null for Instagram Login accounts.")
     page_name: str
     instagram_id: str
     username: str

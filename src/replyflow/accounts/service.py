@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from replyflow.accounts import errors, tokens
 from replyflow.accounts.crypto import TokenCipher
 from replyflow.accounts.health import Problem, judge_token, record_verdict
-from replyflow.accounts.models import Account, OAuthState, TokenConversion, TokenStatus
+from replyflow.accounts.instagram_login import find_account
+from replyflow.accounts.models import Account, Login, OAuthState, TokenConversion, TokenStatus
 from replyflow.accounts.permissions import (
     CONDITIONAL_SCOPES,
     LINK_INSTAGRAM_URL,
@@ -324,11 +325,17 @@ async def save_page_token(
     verdict = judge_token(info, app_id=settings.app_id, page_id=page.id, instagram_id=ig.id, now=now)
     subscribed, fields = await _subscribe_page(graph=graph, page_id=page.id, token=token)
 
-    account = session.scalar(select(Account).where(Account.workspace_id == workspace_id, Account.page_id == page.id))
+    # Same Page, or the same Instagram account connected before through Instagram Login: the same row.
+    account = session.scalar(
+        select(Account).where(Account.workspace_id == workspace_id, Account.page_id == page.id)
+    ) or find_account(session=session, workspace_id=workspace_id, instagram_id=ig.id)
     created = account is None
     if account is None:
         account = Account(workspace_id=workspace_id, page_id=page.id, created_at=now, health={})
         session.add(account)
+    account.login = Login.FACEBOOK.value
+    account.page_id = page.id
+    account.token_issued_at = now
     account.page_name = page.name or ""
     account.instagram_id = ig.id
     account.username = ig.username or ig_ref.username or ""
@@ -436,7 +443,8 @@ async def list_media(
     """One page of the account's posts and reels, newest first, straight from Meta."""
     token = account_token(account=account, cipher=cipher)
     end_read(session)
-    page = await graph.list_media(ig_id=account.instagram_id, token=token, after=cursor, limit=limit)
+    bound = graph.for_login(account.login, sender_id=account.sender_id)
+    page = await bound.list_media(ig_id=account.instagram_id, token=token, after=cursor, limit=limit)
     return MediaList(items=list(page.items), next_cursor=page.next_cursor)
 
 

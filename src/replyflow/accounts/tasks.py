@@ -12,6 +12,7 @@ from sqlalchemy import or_
 from replyflow.accounts import repository
 from replyflow.accounts.crypto import cipher_for
 from replyflow.accounts.health import TokenVerdict, apply_probe, probe_account, record_check_failure, stored_token
+from replyflow.accounts.instagram_login import InstagramProbe, apply_instagram_probe, probe_instagram_account
 from replyflow.accounts.models import Account
 from replyflow.accounts.service import purge_expired
 from replyflow.db import utcnow
@@ -61,12 +62,15 @@ def check_account_now(*, runtime: Runtime, account_id: str, run: GraphRun | None
         if account is None or account.disconnected_at is not None:
             return None
         token = stored_token(account, cipher)
-        page_id = account.page_id
+        page_id = account.page_id or ""
+        instagram = account.is_instagram_login
     if token is None:
         return None
     try:
 
         async def work(graph: GraphClient) -> Any:
+            if instagram:
+                return await probe_instagram_account(graph=graph, token=token)
             return await probe_account(graph=graph, token=token, page_id=page_id, app_id=settings.app_id)
 
         probe = run(work)
@@ -81,7 +85,10 @@ def check_account_now(*, runtime: Runtime, account_id: str, run: GraphRun | None
         account = session.get(Account, account_id)
         if account is None:
             return None
-        verdict = apply_probe(account, probe, app_id=settings.app_id, now=utcnow())
+        if isinstance(probe, InstagramProbe):
+            verdict = apply_instagram_probe(account, probe, now=utcnow())
+        else:
+            verdict = apply_probe(account, probe, app_id=settings.app_id, now=utcnow())
     log.info("account_checked", account_id=account_id, token_status=verdict.status.value)
     return verdict
 
@@ -129,3 +136,14 @@ def revalidate_tokens() -> None:
 @job(name=CHECK_JOB, retries=3, retry_delay=120)
 def check_account_job(account_id: str) -> None:
     check_account_now(runtime=current(), account_id=account_id)
+
+
+REFRESH_JOB = "accounts.refresh_instagram_tokens"
+
+
+@periodic(name=REFRESH_JOB, every_minutes=REVALIDATE_EVERY_MINUTES)
+def refresh_instagram_tokens() -> None:
+    """Hourly: refresh the Instagram Login tokens that expire within REPLYFLOW_INSTAGRAM_TOKEN_REFRESH_DAYS."""
+    from replyflow.accounts.refresh import refresh_due_tokens
+
+    refresh_due_tokens(runtime=current())

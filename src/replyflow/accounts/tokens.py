@@ -20,16 +20,25 @@ ExpectedType = Literal["USER", "PAGE"]
 USER_TYPES = frozenset({"USER", "SYSTEM_USER"})
 
 
-def check_token_format(value: object) -> str:
+def is_instagram_login_token(token: str) -> bool:
+    return token.startswith(_INSTAGRAM_LOGIN_PREFIXES)
+
+
+def check_token_format(value: object, *, login: Literal["facebook", "instagram"] = "facebook") -> str:
     """The token with surrounding whitespace removed, or ``token_format_invalid`` (422) saying what is wrong.
 
-    The value is never repeated back: people paste secrets into the wrong box.
+    ``login`` says which kind is expected: a Facebook Login token (User or Page, ``EAA…``) or an Instagram
+    Login token (``IGAA…``); the other kind is refused with a hint naming the endpoint it belongs to. The value
+    is never repeated back: people paste secrets into the wrong box.
     """
+    instagram = login == "instagram"
+    explorer = errors.INSTAGRAM_LOGIN_HINT if instagram else errors.EXPLORER_HINT
+    starts = "IGAA" if instagram else "EAA"
     if not isinstance(value, str):
-        raise errors.token_format_invalid("The access token must be a text value.")
+        raise errors.token_format_invalid("The access token must be a text value.", explorer)
     token = value.strip()
     if not token:
-        raise errors.token_format_invalid("The access token is empty.")
+        raise errors.token_format_invalid("The access token is empty.", explorer)
     lowered = token.lower()
     if "://" in token or lowered.startswith("www."):
         raise errors.token_format_invalid(
@@ -44,7 +53,7 @@ def check_token_format(value: object) -> str:
     if lowered.startswith(("bearer ", "oauth ")):
         raise errors.token_format_invalid(
             "Paste only the token, without the word in front of it.",
-            "Remove 'Bearer' (or 'OAuth') and the space; the token starts with EAA.",
+            f"Remove 'Bearer' (or 'OAuth') and the space; the token starts with {starts}.",
         )
     if any(ch.isspace() for ch in token):
         raise errors.token_format_invalid(
@@ -59,18 +68,20 @@ def check_token_format(value: object) -> str:
         )
     if len(token) < MIN_TOKEN_LENGTH:
         raise errors.token_format_invalid(
-            "This is too short to be an access token (they are usually about 200 characters)."
+            "This is too short to be an access token (they are usually about 200 characters).", explorer
         )
     if len(token) > MAX_TOKEN_LENGTH:
         raise errors.token_format_invalid(
-            f"This is too long to be an access token (over {MAX_TOKEN_LENGTH} characters)."
+            f"This is too long to be an access token (over {MAX_TOKEN_LENGTH} characters).", explorer
         )
     if not _TOKEN_CHARS.fullmatch(token):
         raise errors.token_format_invalid(
             "This contains characters that access tokens never have.",
-            "Copy the token again; it is only letters and digits and starts with EAA.",
+            f"Copy the token again; it is only letters and digits and starts with {starts}.",
         )
-    if token.startswith(_INSTAGRAM_LOGIN_PREFIXES):
+    if instagram and not is_instagram_login_token(token):
+        raise errors.wrong_token_type(got="FACEBOOK", want="INSTAGRAM")
+    if not instagram and is_instagram_login_token(token):
         raise errors.wrong_token_type(got="INSTAGRAM", want="USER")
     return token
 

@@ -34,7 +34,8 @@ def _media_checker(graph: GraphClient, settings: Settings) -> service.MediaCheck
         after: str | None = None
         try:
             for _ in range(MAX_MEDIA_PAGES):
-                page = await graph.list_media(ig_id=account.instagram_id, token=token, after=after, limit=100)
+                bound = graph.for_login(account.login, sender_id=account.sender_id)
+                page = await bound.list_media(ig_id=account.instagram_id, token=token, after=after, limit=100)
                 missing -= {media.id for media in page.items}
                 if not missing or page.next_cursor is None:
                     break

@@ -1,4 +1,10 @@
-"""Graph API calls made for one account from sync worker threads: the Page token decrypted, Meta's usage read back."""
+"""Graph API calls made for one account from sync worker threads: its token decrypted, its host chosen, Meta's usage
+read back.
+
+The client handed to ``work`` is bound to the account's login (``GraphClient.for_login``): a Facebook Login account's
+calls go to graph.facebook.com with its Page token, an Instagram Login account's to graph.instagram.com with its
+Instagram User token and DMs from its Instagram id. Callers (the engine, follow-ups, the reconciler) never branch.
+"""
 
 from __future__ import annotations
 
@@ -45,16 +51,19 @@ class AccountGraph:
         return SecretStr(self._cipher.decrypt(account.token_ciphertext))
 
     def call(self, account: Account, work: Work[T]) -> tuple[T, Usage | None]:
-        """``work(client, page_token)`` and the usage headers of its (last) response.
+        """``work(client, token)`` on a client bound to the account's host, and the usage of its (last) response.
 
         The usage is read in the same step of the event loop that delivered the answer, so it belongs to this
         call even when other threads share the client.
         """
         token = self.token(account)
 
+        login, sender_id = account.login, account.sender_id
+
         async def call(client: GraphClient) -> tuple[T, Usage | None]:
-            value = await work(client, token)
-            report = client.last_usage
+            bound = client.for_login(login, sender_id=sender_id)
+            value = await work(bound, token)
+            report = bound.last_usage
             return value, (report.usage if report is not None else None)
 
         result: tuple[T, Usage | None] = self._run(call)

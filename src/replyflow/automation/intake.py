@@ -145,7 +145,7 @@ def decide_run(
         specs[rule.id] = spec
         candidates.append((rule.id, spec, _context(session=session, run=run, rule=rule, now=now, binds=binds)))
 
-    decision = choose_rule(candidates, now=now, account_ig_id=account.instagram_id)
+    decision = choose_rule(candidates, now=now, account_ig_id=account.own_ids)
     for rule_id, result in decision.results:
         repo.add_step(
             session=session,

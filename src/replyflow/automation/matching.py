@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -346,11 +346,14 @@ class Skip:
 class _Evaluation:
     """One rule against one comment; caches the normalised text and keyword hit across predicates."""
 
-    def __init__(self, *, rule: RuleSpec, comment: CommentContext, now: datetime, account_ig_id: str) -> None:
+    def __init__(
+        self, *, rule: RuleSpec, comment: CommentContext, now: datetime, account_ig_id: str | Collection[str]
+    ) -> None:
         self.rule = rule
         self.comment = comment
         self.now = now
-        self.account_ig_id = account_ig_id
+        # Every id the account's own comments can carry (Instagram Login adds its app-scoped id).
+        self.own_ids = frozenset({account_ig_id} if isinstance(account_ig_id, str) else account_ig_id) - {""}
 
     @cached_property
     def text(self) -> str:
@@ -378,7 +381,7 @@ def _account_usable(e: _Evaluation) -> Skip | None:
 
 def _not_own_comment(e: _Evaluation) -> Skip | None:
     # Our own public reply comes back as a comment webhook too; answering it would loop.
-    if e.comment.from_id is not None and e.comment.from_id == e.account_ig_id:
+    if e.comment.from_id is not None and e.comment.from_id in e.own_ids:
         return Skip(SkipReason.OWN_COMMENT, "The account itself wrote this comment.")
     return None
 
@@ -455,7 +458,9 @@ MATCHING_CHAIN: tuple[Predicate, ...] = (
 )
 
 
-def evaluate(rule: RuleSpec, comment: CommentContext, *, now: datetime, account_ig_id: str) -> MatchResult:
+def evaluate(
+    rule: RuleSpec, comment: CommentContext, *, now: datetime, account_ig_id: str | Collection[str]
+) -> MatchResult:
     """Whether ``rule`` handles ``comment``, and if not the first reason it fails.
 
     ``account_ig_id`` is the Instagram id of the account the comment arrived for (its own comments are
@@ -489,7 +494,7 @@ class RuleDecision(Generic[K]):
 
 
 def choose_rule(
-    candidates: Iterable[tuple[K, RuleSpec, CommentContext]], *, now: datetime, account_ig_id: str
+    candidates: Iterable[tuple[K, RuleSpec, CommentContext]], *, now: datetime, account_ig_id: str | Collection[str]
 ) -> RuleDecision[K]:
     """First match wins: try rules in the order given (priority, lower first, then oldest first).
 

@@ -183,7 +183,7 @@ def test_rule(*, session: Session, workspace_id: str, body: RuleTestIn) -> RuleT
         already_handled_user=handled_before,
     )
     key = saved.id if saved is not None else "rule"
-    decision = choose_rule([(key, spec, context)], now=now, account_ig_id=account.instagram_id if account else "")
+    decision = choose_rule([(key, spec, context)], now=now, account_ig_id=account.own_ids if account else "")
     result = decision.result
     public_text: str | None = None
     private_text: str | None = None

@@ -11,6 +11,15 @@ How requests look on the wire (the sandbox emulates exactly this):
   (Facebook's PHP SDK sent every call that way), so no URL ever holds a credential.
 - Writes: form bodies for ``/replies``, hiding and ``/subscribed_apps``; JSON for ``/messages``.
 
+Two hosts (``meta-graph-api-notes.md`` §0). Facebook Login accounts are reached on graph.facebook.com with a
+Page token (DMs as ``/{page-id}/messages``); Instagram Login accounts on graph.instagram.com with an Instagram
+User token (DMs as ``/{ig-id}/messages``), where ``appsecret_proof`` is not part of the protocol.
+``client.for_login(login, sender_id=...)`` is a view of the same client whose account calls (media, comments,
+replies, messages) go to that login's host, so callers say which account they act for once and nothing else
+branches. App-level calls (``debug_token``, subscriptions, Facebook OAuth) always go to graph.facebook.com; the
+Instagram Login token calls (``ig_exchange_token``, ``ig_refresh_token``, ``/me``, ``/me/subscribed_apps``)
+always to graph.instagram.com.
+
 Failure handling: see ``replyflow.graph.errors``. Reads retry once when no connection could be made. Sends
 (public reply, private reply, DM) are never retried here; a send that may have reached Meta without a usable
 answer raises ``OutcomeUnknown`` and the caller reconciles.
@@ -19,6 +28,7 @@ answer raises ``OutcomeUnknown`` and the caller reconciles.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import hmac
 import re
@@ -38,6 +48,9 @@ from replyflow.graph.types import (
     AppSubscription,
     Comment,
     InstagramAccount,
+    InstagramCodeToken,
+    InstagramLoginUser,
+    InstagramSubscription,
     Media,
     Page,
     Paginated,
@@ -69,6 +82,11 @@ INSTAGRAM_ACCOUNT_FIELDS = "id,username,name,profile_picture_url,followers_count
 MEDIA_FIELDS = "id,caption,media_type,media_product_type,permalink,timestamp,thumbnail_url,media_url,comments_count"
 COMMENT_FIELDS = "id,text,timestamp,from{id,username},parent_id,hidden"
 MESSAGING_TYPES = frozenset({"RESPONSE", "UPDATE", "MESSAGE_TAG"})
+INSTAGRAM_ME_FIELDS = "id,user_id,username,account_type,name,profile_picture_url,followers_count,media_count"
+DEFAULT_INSTAGRAM_URL = "https://graph.instagram.com"
+
+#: Which host an account's calls go to; the values are ``replyflow.accounts.models.Login``'s.
+Host = Literal["facebook", "instagram"]
 
 _VERSION = re.compile(r"v\d{1,2}\.\d{1,2}")
 # Graph ids are digits; message and sandbox ids add letters, '_', '-', ':' and '='. Never '/', never only dots.
@@ -137,6 +155,10 @@ class _Call:
     json: Mapping[str, Any] | None = None
     retry: bool = False  # safe to send twice: one retry when no connection could be made
     sends: bool = False  # delivers something to a person: an unclear failure is OutcomeUnknown
+    # None: an account call, sent to the host the client is bound to (``for_login``); else always this host.
+    host: Host | None = None
+    url: str | None = None  # an absolute URL instead of ``path`` (unversioned or OAuth endpoints)
+    secret_params: tuple[str, ...] = ()  # query or form values to scrub from any error text
 
 
 class GraphClient:
@@ -153,16 +175,33 @@ class GraphClient:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         limits: httpx.Limits = DEFAULT_LIMITS,
         usage_listener: UsageListener | None = None,
+        instagram_base_url: str = DEFAULT_INSTAGRAM_URL,
+        instagram_app_id: str | None = None,
+        instagram_app_secret: str | SecretStr | None = None,
+        instagram_oauth_url: str = "https://api.instagram.com",
     ) -> None:
         if not _VERSION.fullmatch(version):
             raise ConfigurationError(f"REPLYFLOW_GRAPH_API_VERSION: {version!r} does not look like v25.0")
         if not re.match(r"^https?://[^\s/]+", base_url):
             raise ConfigurationError("REPLYFLOW_GRAPH_API_URL: must be an http(s) URL")
+        if not re.match(r"^https?://[^\s/]+", instagram_base_url):
+            raise ConfigurationError("REPLYFLOW_INSTAGRAM_API_URL: must be an http(s) URL")
         self.base_url = base_url.rstrip("/")
+        self.instagram_base_url = instagram_base_url.rstrip("/")
+        self.instagram_oauth_base = instagram_oauth_url.rstrip("/")
         self.version = version
         self.app_id = app_id or None
         secret = app_secret.get_secret_value() if isinstance(app_secret, SecretStr) else app_secret
         self._app_secret = secret or None
+        ig_secret = (
+            instagram_app_secret.get_secret_value()
+            if isinstance(instagram_app_secret, SecretStr)
+            else instagram_app_secret
+        )
+        self.instagram_app_id = instagram_app_id or self.app_id
+        self._instagram_app_secret = ig_secret or self._app_secret
+        self._host: Host = "facebook"
+        self._sender_id: str | None = None
         self._timeout = (
             timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout, connect=min(5.0, timeout))
         )
@@ -170,6 +209,14 @@ class GraphClient:
         self.last_usage: UsageReport | None = None
         self._http = httpx.AsyncClient(
             base_url=f"{self.base_url}/{version}/",
+            transport=transport,
+            timeout=self._timeout,
+            limits=limits,
+            follow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": "replyflow-graph-client"},
+        )
+        self._ig_http = httpx.AsyncClient(
+            base_url=f"{self.instagram_base_url}/{version}/",
             transport=transport,
             timeout=self._timeout,
             limits=limits,
@@ -193,10 +240,34 @@ class GraphClient:
             transport=transport,
             timeout=httpx.Timeout(settings.graph_timeout_seconds, connect=min(5.0, settings.graph_timeout_seconds)),
             usage_listener=usage_listener,
+            instagram_base_url=settings.instagram_base_url,
+            instagram_app_id=settings.instagram_client_id,
+            instagram_app_secret=settings.instagram_client_secret,
+            instagram_oauth_url=settings.instagram_oauth_base_url,
         )
+
+    def for_login(self, login: str, *, sender_id: str | None = None) -> GraphClient:
+        """A view of this client acting for one account: its account calls go to ``login``'s host.
+
+        ``login`` is ``facebook`` or ``instagram`` (``Account.login``); ``sender_id`` is the node DMs are sent
+        from when no ``page_id`` is given (the Instagram account, for Instagram Login). The view shares this
+        client's connections and must not be closed itself; its ``last_usage`` is its own.
+        """
+        if login not in ("facebook", "instagram"):
+            raise ValueError(f"unknown login {login!r}")
+        view = copy.copy(self)
+        view._host = "instagram" if login == "instagram" else "facebook"
+        view._sender_id = sender_id
+        view.last_usage = None
+        return view
+
+    @property
+    def host(self) -> Host:
+        return self._host
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._ig_http.aclose()
 
     async def __aenter__(self) -> GraphClient:
         return self
@@ -379,9 +450,10 @@ class GraphClient:
     # -- messaging ----------------------------------------------------------------------------------------
 
     async def send_private_reply(
-        self, *, page_id: str, comment_id: str, message: Mapping[str, Any], token: Token
+        self, *, page_id: str | None, comment_id: str, message: Mapping[str, Any], token: Token
     ) -> SendResult:
-        """The one DM Meta allows per comment (``recipient.comment_id``), via the Page (Facebook Login).
+        """The one DM Meta allows per comment (``recipient.comment_id``): via the Page (Facebook Login), or via
+        the Instagram account on graph.instagram.com (Instagram Login, a ``for_login("instagram")`` view).
 
         Never retried here. ``OutcomeUnknown`` means it may have been delivered: re-attempting later is safe
         only because Meta answers a second private reply with ``CommentFinal`` (100/2534025).
@@ -397,7 +469,7 @@ class GraphClient:
     async def send_message(
         self,
         *,
-        page_id: str,
+        page_id: str | None,
         recipient_id: str,
         message: Mapping[str, Any],
         token: Token,
@@ -419,15 +491,25 @@ class GraphClient:
             payload["tag"] = tag
         return await self._send_message("send_message", page_id, token, payload)
 
-    async def _send_message(self, endpoint: str, page_id: str, token: Token, payload: dict[str, Any]) -> SendResult:
+    def _sender(self, page_id: str | None) -> str:
+        """The node that sends: the bound Instagram account on Instagram Login, else the Page."""
+        node = self._sender_id if self._host == "instagram" and self._sender_id else page_id
+        if node is None:
+            raise ValueError("a message needs the Page id (Facebook Login) or an Instagram Login view")
+        return _node(node)
+
+    async def _send_message(
+        self, endpoint: str, page_id: str | None, token: Token, payload: dict[str, Any]
+    ) -> SendResult:
+        sender = self._sender(page_id)
         body = await self._request(
             _Call(
                 endpoint=endpoint,
                 method="POST",
-                path=f"{_node(page_id)}/messages",
+                path=f"{sender}/messages",
                 token=_reveal(token),
                 auth_kind="page",
-                object_id=page_id,
+                object_id=sender,
                 json=payload,
                 sends=True,
             )
@@ -439,6 +521,144 @@ class GraphClient:
             raise OutcomeUnknown(
                 "Meta accepted the message but did not return its id.", cause="unreadable_response", endpoint=endpoint
             ) from None
+
+    # -- Instagram Login (graph.instagram.com, Instagram User tokens) ----------------------------------------
+
+    async def get_instagram_me(self, *, token: Token) -> InstagramLoginUser:
+        """Who an Instagram User token belongs to (``/me`` on the Instagram host); a 190 means it is not valid."""
+        body = await self._request(
+            _Call(
+                endpoint="get_instagram_me",
+                method="GET",
+                path="me",
+                token=_reveal(token),
+                auth_kind="instagram",
+                object_id="me",
+                params={"fields": INSTAGRAM_ME_FIELDS},
+                retry=True,
+                host="instagram",
+            )
+        )
+        return self._parse(InstagramLoginUser, body, endpoint="get_instagram_me")
+
+    async def exchange_instagram_token(self, *, short_lived_token: Token) -> AccessToken:
+        """A 60-day Instagram User token for a short-lived one (``grant_type=ig_exchange_token``), server-side.
+
+        Meta documents this endpoint as a GET with the app secret and the token in the query string; that is the
+        only form it is known to accept, so both are scrubbed from every error and never logged.
+        """
+        return await self._instagram_token_call(
+            "exchange_instagram_token",
+            "access_token",
+            {
+                "grant_type": "ig_exchange_token",
+                "client_secret": self._require_instagram_secret(),
+                "access_token": _reveal(short_lived_token),
+            },
+        )
+
+    async def refresh_instagram_token(self, *, token: Token) -> AccessToken:
+        """A fresh 60-day token for a long-lived one at least 24 hours old (``grant_type=ig_refresh_token``)."""
+        return await self._instagram_token_call(
+            "refresh_instagram_token",
+            "refresh_access_token",
+            {"grant_type": "ig_refresh_token", "access_token": _reveal(token)},
+        )
+
+    async def _instagram_token_call(self, endpoint: str, path: str, params: Mapping[str, str]) -> AccessToken:
+        body = await self._request(
+            _Call(
+                endpoint=endpoint,
+                method="GET",
+                path=path,
+                url=f"{self.instagram_base_url}/{path}",  # unversioned, as Meta documents it
+                token=None,
+                auth_kind="instagram",
+                object_id=None,
+                params=params,
+                retry=True,  # an exchange or refresh sent twice yields two valid tokens; nothing is lost
+                host="instagram",
+                secret_params=("client_secret", "access_token"),
+            )
+        )
+        return self._parse(AccessToken, body, endpoint=endpoint)
+
+    def instagram_oauth_url(self, *, dialog_base_url: str, redirect_uri: str, state: str, scopes: Sequence[str]) -> str:
+        """Where to send the browser for Instagram Login (``{dialog_base}/oauth/authorize?...``)."""
+        if not state:
+            raise ValueError("state is required: it protects the OAuth callback against forgery")
+        query = urlencode(
+            {
+                "client_id": self._require_instagram_app_id(),
+                "redirect_uri": redirect_uri,
+                "response_type": "code",
+                "scope": ",".join(scopes),
+                "state": state,
+            },
+            safe=",",
+        )
+        return f"{dialog_base_url.rstrip('/')}/oauth/authorize?{query}"
+
+    async def exchange_instagram_code(self, *, code: str, redirect_uri: str) -> InstagramCodeToken:
+        """The short-lived Instagram User token for the ``code`` Instagram Login returned (single use: no retry)."""
+        body = await self._request(
+            _Call(
+                endpoint="exchange_instagram_code",
+                method="POST",
+                path="oauth/access_token",
+                url=f"{self.instagram_oauth_base}/oauth/access_token",
+                token=None,
+                auth_kind="app_credentials",
+                object_id=None,
+                form={
+                    "client_id": self._require_instagram_app_id(),
+                    "client_secret": self._require_instagram_secret(),
+                    "grant_type": "authorization_code",
+                    "redirect_uri": redirect_uri,
+                    "code": code,
+                },
+                host="instagram",
+                secret_params=("client_secret", "code"),
+            )
+        )
+        data = body.get("data")
+        if isinstance(data, list) and data:
+            return self._parse(InstagramCodeToken, data[0], endpoint="exchange_instagram_code")
+        return self._parse(InstagramCodeToken, body, endpoint="exchange_instagram_code")
+
+    async def subscribe_instagram(self, *, token: Token, fields: Sequence[str]) -> bool:
+        """Subscribe the app to the account's webhook ``fields`` (``POST /me/subscribed_apps``, Instagram host)."""
+        if not fields:
+            raise ValueError("name at least one webhook field")
+        body = await self._request(
+            _Call(
+                endpoint="subscribe_instagram",
+                method="POST",
+                path="me/subscribed_apps",
+                token=_reveal(token),
+                auth_kind="instagram",
+                object_id="me",
+                form={"subscribed_fields": ",".join(fields)},
+                retry=True,
+                host="instagram",
+            )
+        )
+        return body.get("success") is True
+
+    async def list_instagram_subscriptions(self, *, token: Token) -> list[InstagramSubscription]:
+        body = await self._request(
+            _Call(
+                endpoint="list_instagram_subscriptions",
+                method="GET",
+                path="me/subscribed_apps",
+                token=_reveal(token),
+                auth_kind="instagram",
+                object_id="me",
+                retry=True,
+                host="instagram",
+            )
+        )
+        return self._list_of(InstagramSubscription, body.get("data"), endpoint="list_instagram_subscriptions")
 
     # -- webhook subscriptions ----------------------------------------------------------------------------
 
@@ -580,24 +800,35 @@ class GraphClient:
                 )
             )
 
+    def _host_of(self, call: _Call) -> Host:
+        if call.host is not None:
+            return call.host
+        return self._host if call.auth_kind in ("page", "user_or_page") else "facebook"
+
     async def _exchange(self, call: _Call) -> dict[str, Any]:
-        secrets = [s for s in (call.token, self._app_secret) if s]
+        host = self._host_of(call)
+        http = self._ig_http if host == "instagram" else self._http
+        auth_kind: AuthKind = "instagram" if host == "instagram" and call.token is not None else call.auth_kind
+        secrets = [s for s in (call.token, self._app_secret, self._instagram_app_secret) if s]
         headers: dict[str, str] = {}
         params = dict(call.params)
         if call.token is not None:
             headers["Authorization"] = f"Bearer {call.token}"
-            if call.auth_kind != "app":
+            # graph.instagram.com has no appsecret_proof (and the Instagram app's secret may differ from ours).
+            if call.auth_kind != "app" and host == "facebook":
                 params["appsecret_proof"] = appsecret_proof(call.token, self._require_app_secret())
         if call.form is not None:
             secrets += [v for k, v in call.form.items() if k in ("input_token", "fb_exchange_token", "code")]
+        for values in (params, call.form or {}):
+            secrets += [v for k, v in values.items() if k in call.secret_params and v]
 
         attempts = 2 if call.retry else 1
         started = time.monotonic()
         for attempt in range(1, attempts + 1):
             try:
-                response = await self._http.request(
+                response = await http.request(
                     call.method,
-                    call.path,
+                    call.url or call.path,
                     params=params,
                     data=call.form,
                     json=call.json,
@@ -621,7 +852,7 @@ class GraphClient:
                 endpoint=call.endpoint,
                 method=call.method,
                 object_id=call.object_id,
-                auth_kind=call.auth_kind,
+                auth_kind=auth_kind,
                 token_fingerprint=token_fingerprint(call.token) if call.token else None,
                 http_status=response.status_code,
                 usage=usage,
@@ -716,6 +947,16 @@ class GraphClient:
             raise ConfigurationError("REPLYFLOW_META_APP_ID is not set; this Graph API call needs the app.")
         return self.app_id
 
+    def _require_instagram_app_id(self) -> str:
+        if not self.instagram_app_id:
+            raise ConfigurationError("REPLYFLOW_META_APP_ID is not set; Instagram Login needs the app.")
+        return self.instagram_app_id
+
+    def _require_instagram_secret(self) -> str:
+        if not self._instagram_app_secret:
+            raise ConfigurationError("REPLYFLOW_META_APP_SECRET is not set; Instagram Login needs it.")
+        return self._instagram_app_secret
+
     def _require_app_secret(self) -> str:
         if not self._app_secret:
             raise ConfigurationError("REPLYFLOW_META_APP_SECRET is not set; this Graph API call needs it.")
@@ -785,6 +1026,7 @@ __all__ = [
     "CallObserver",
     "GraphCallRecord",
     "GraphClient",
+    "Host",
     "Token",
     "UsageListener",
     "add_call_observer",

@@ -107,6 +107,52 @@ class AccessToken(GraphModel):
     expires_in: int | None = None  # seconds; absent for tokens that do not expire
 
 
+def _scope_list(value: Any) -> Any:
+    # The Instagram code exchange lists permissions as one comma-separated string, or as a list.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class InstagramCodeToken(GraphModel):
+    """What ``api.instagram.com/oauth/access_token`` returns for a code: a short-lived Instagram User token.
+
+    Meta answers either the object itself or ``{"data": [object]}``; the client unwraps the second form.
+    """
+
+    access_token: SecretStr
+    user_id: GraphId | None = None
+    permissions: Annotated[list[str], BeforeValidator(_scope_list)] = Field(default_factory=list)
+
+
+class InstagramLoginUser(GraphModel):
+    """``GET /me`` on graph.instagram.com with an Instagram User token.
+
+    ``user_id`` is the Instagram professional account id (what webhooks name in ``entry[].id``, and the id the
+    Facebook Login path sees as ``instagram_business_account``); ``id`` is the app-scoped id of the same account.
+    """
+
+    id: GraphId
+    user_id: GraphId | None = None
+    username: str | None = None
+    account_type: str | None = None  # BUSINESS or MEDIA_CREATOR; PERSONAL accounts cannot use the API
+    name: str | None = None
+    profile_picture_url: str | None = None
+    followers_count: int | None = None
+    media_count: int | None = None
+
+    @property
+    def instagram_id(self) -> str:
+        return self.user_id or self.id
+
+
+class InstagramSubscription(GraphModel):
+    """One row of ``GET /me/subscribed_apps`` on graph.instagram.com: the fields our app hears about."""
+
+    id: GraphId | None = None
+    subscribed_fields: list[str] = Field(default_factory=list)
+
+
 # -- pages and Instagram accounts ------------------------------------------------------------------------
 
 

@@ -208,7 +208,7 @@ def _ad_account(data: Any) -> AdAccountUsage | None:
     )
 
 
-AuthKind = Literal["user", "page", "user_or_page", "app", "app_credentials"]
+AuthKind = Literal["user", "page", "user_or_page", "app", "app_credentials", "instagram"]
 
 
 @dataclass(frozen=True)

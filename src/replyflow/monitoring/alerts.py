@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from replyflow.accounts.health import reconnect_hint
 from replyflow.accounts.models import Account, TokenStatus
 from replyflow.automation import clock
 from replyflow.automation.models import AccountAutomationState, PrivateReplySlot, Rule, Run, RunFailure, RunStatus
@@ -141,7 +142,7 @@ def _token_alerts(account: Account, now: dt.datetime) -> list[Alert]:
                 "token_invalid",
                 Severity.CRITICAL,
                 f"Instagram stopped accepting {who}'s token ({reason}); no comment is answered until it is fixed.",
-                RECONNECT_HINT,
+                reconnect_hint(account.login),
                 account.id,
             )
         ]
@@ -152,12 +153,22 @@ def _token_alerts(account: Account, now: dt.datetime) -> list[Alert]:
                 "token_expiring",
                 Severity.WARNING,
                 f"{who}'s token expires{when}; automation stops then.",
-                RECONNECT_HINT + " A Page token made from a long-lived User token does not expire.",
+                _expiring_hint(account),
                 account.id,
                 data={"expires_at": expires.isoformat() if expires else None},
             )
         ]
     return []
+
+
+def _expiring_hint(account: Account) -> str:
+    if account.is_instagram_login:
+        why = f" The last refresh failed: {account.token_status_reason}" if account.token_status_reason else ""
+        return (
+            "replyflow refreshes Instagram tokens by itself 10 days before they expire and retries every hour."
+            f"{why} Run `replyflow accounts refresh` to try now. If it keeps failing: " + reconnect_hint(account.login)
+        )
+    return RECONNECT_HINT + " A Page token made from a long-lived User token does not expire."
 
 
 # -- webhooks -------------------------------------------------------------------------------------------------

@@ -55,6 +55,10 @@ def create_sandbox_app(
     sandbox = _Sandbox(state, webhook_sender, deliver_in_background=deliver_in_background)
     routes = [
         Route("/graph/{path:path}", sandbox.graph, methods=["GET", "POST", "DELETE"]),
+        # graph.instagram.com (Instagram Login) and Instagram's consent page and code exchange.
+        Route("/instagram/{path:path}", sandbox.instagram_graph, methods=["GET", "POST", "DELETE"]),
+        Route("/instagram-login/oauth/authorize", sandbox.instagram_dialog, methods=["GET", "POST"]),
+        Route("/instagram-login/oauth/access_token", sandbox.instagram_code_exchange, methods=["POST"]),
         Route("/dialog/oauth", sandbox.dialog, methods=["GET", "POST"]),
         Route("/{version}/dialog/oauth", sandbox.dialog, methods=["GET", "POST"]),
         Route("/assets/{kind}/{name}", sandbox.asset, methods=["GET"]),
@@ -69,6 +73,7 @@ def create_sandbox_app(
         Route("/control/clock", sandbox.control_clock, methods=["POST"]),
         Route("/control/tokens", sandbox.control_token, methods=["POST"]),
         Route("/control/tokens/invalidate", sandbox.control_invalidate, methods=["POST"]),
+        Route("/control/instagram-tokens", sandbox.control_instagram_token, methods=["POST"]),
         Route("/control/webhooks", sandbox.control_webhooks, methods=["GET"]),
         Route("/control/webhooks/flush", sandbox.control_flush, methods=["POST"]),
         Route("/control/webhooks/{webhook_id}/redeliver", sandbox.control_redeliver, methods=["POST"]),
@@ -97,8 +102,14 @@ class _Sandbox:
     # -- the Graph API --------------------------------------------------------------------------------------
 
     async def graph(self, request: Request) -> Response:
+        return await self._graph(request, host="facebook")
+
+    async def instagram_graph(self, request: Request) -> Response:
+        return await self._graph(request, host="instagram")
+
+    async def _graph(self, request: Request, *, host: str) -> Response:
         trace = ids.fbtrace_id()
-        outcome = await self._run(request)
+        outcome = await self._run(request, host=host)
         with self.state.transaction():
             headers = self.state.usage_headers(
                 uses=outcome.call.uses if outcome.call is not None else [],
@@ -129,7 +140,7 @@ class _Sandbox:
             )
         return GraphJSONResponse(outcome.result, headers=headers, background=_task(background))
 
-    async def _run(self, request: Request) -> _Outcome:
+    async def _run(self, request: Request, *, host: str) -> _Outcome:
         """Parse the call, apply an injected failure if one matches, and handle it under the state's lock."""
         state = self.state
         segments = [part for part in request.path_params["path"].split("/") if part]
@@ -151,9 +162,10 @@ class _Sandbox:
                     token=token,
                     token_in_query=token_in_query,
                     root_url=_root_url(request),
-                    request_path="/graph/" + "/".join(segments),
+                    request_path=("/instagram/" if host == "instagram" else "/graph/") + "/".join(segments),
                     query=query,
                     state=state,
+                    host=host,
                 )
                 route = resolve_route(call)
                 failure = outcome.failure = state.take_failure(
@@ -253,6 +265,83 @@ class _Sandbox:
         )
         target = oauth_dialog.redirect_with(dialog_request.redirect_uri, {"code": code, "state": dialog_request.state})
         return RedirectResponse(target, status_code=303)
+
+    # -- Instagram Login: the consent page and the code exchange ------------------------------------------------
+
+    async def instagram_dialog(self, request: Request) -> Response:
+        state = self.state
+        if request.method == "POST":
+            form = await request.form()
+            fields = {key: str(value) for key, value in form.items()}
+            granted = [str(v) for v in form.getlist("granted")]
+        else:
+            fields, granted = dict(request.query_params), []
+        try:
+            dialog_request = oauth_dialog.parse_instagram_request(state, fields)
+        except oauth_dialog.DialogError as exc:
+            return HTMLResponse(oauth_dialog.render_error(exc), status_code=400, headers=oauth_dialog.HTML_HEADERS)
+        accounts = sorted(state.world.ig_accounts.values(), key=lambda a: (a.page_id is not None, a.username))
+        if request.method == "GET":
+            page = oauth_dialog.render_instagram_consent(
+                state=state, request=dialog_request, accounts=accounts, action=request.url.path
+            )
+            return HTMLResponse(page, headers=oauth_dialog.HTML_HEADERS)
+        if fields.get("decision") != "allow":
+            target = oauth_dialog.redirect_with(
+                dialog_request.redirect_uri,
+                {
+                    "error": "access_denied",
+                    "error_reason": "user_denied",
+                    "error_description": "The user denied your request.",
+                    "state": dialog_request.state,
+                },
+                fragment="_",
+            )
+            return RedirectResponse(target, status_code=303)
+        account_id = fields.get("ig_account_id", "")
+        if account_id not in state.world.ig_accounts:
+            unknown = oauth_dialog.DialogError("Unknown account", "Pick one of the sandbox Instagram accounts.")
+            return HTMLResponse(oauth_dialog.render_error(unknown), status_code=400, headers=oauth_dialog.HTML_HEADERS)
+        code = state.issue_instagram_code(
+            ig_account_id=account_id,
+            client_id=dialog_request.client_id,
+            redirect_uri=dialog_request.redirect_uri,
+            scopes=[s for s in dialog_request.scopes if s in granted],
+        )
+        target = oauth_dialog.redirect_with(
+            dialog_request.redirect_uri, {"code": code, "state": dialog_request.state}, fragment="_"
+        )
+        return RedirectResponse(target, status_code=303)
+
+    async def instagram_code_exchange(self, request: Request) -> Response:
+        """api.instagram.com/oauth/access_token: form body in, ``{"data": [{access_token, user_id, permissions}]}``."""
+        try:
+            params, _ = await _read_params(request)
+            if params.get("grant_type") != "authorization_code":
+                raise GraphError("Invalid grant_type", code=400, type="OAuthException")
+            for name in ("client_id", "client_secret", "redirect_uri", "code"):
+                if not params.get(name):
+                    raise missing_parameter(name)
+            token = self.state.redeem_instagram_code(
+                code=str(params["code"]),
+                client_id=str(params["client_id"]),
+                client_secret=str(params["client_secret"]),
+                redirect_uri=str(params["redirect_uri"]),
+            )
+        except GraphError as exc:
+            status = 400 if exc.status < 400 or exc.status >= 500 else exc.status
+            return GraphJSONResponse(exc.body(fbtrace_id=ids.fbtrace_id()), status_code=status)
+        return GraphJSONResponse(
+            {
+                "data": [
+                    {
+                        "access_token": token.value,
+                        "user_id": token.ig_account_id,
+                        "permissions": ",".join(token.scopes),
+                    }
+                ]
+            }
+        )
 
     # -- images -----------------------------------------------------------------------------------------------
 
@@ -397,6 +486,23 @@ class _Sandbox:
 
         return await _control(request, _TokenIn, run, status=201)
 
+    async def control_instagram_token(self, request: Request) -> Response:
+        async def run(body: _InstagramTokenIn) -> dict[str, Any]:
+            account_id = body.ig_account_id or (self.state.demo.instagram_login_account_id if self.state.demo else None)
+            if account_id is None:
+                raise ValueError("give an ig_account_id (there is no demo Instagram Login account)")
+            value = self.state.issue_instagram_token(account_id, scopes=body.scopes, long_lived=body.long_lived)
+            token = self.state.token_info(value)
+            assert token is not None and token.expires_at is not None
+            return {
+                "access_token": value,
+                "token_type": "bearer",
+                "expires_at": token.expires_at.isoformat(),
+                "scopes": token.scopes,
+            }
+
+        return await _control(request, _InstagramTokenIn, run, status=201)
+
     async def control_invalidate(self, request: Request) -> Response:
         async def run(body: _InvalidateIn) -> dict[str, Any]:
             self.state.invalidate_token(body.access_token, reason=body.reason)
@@ -497,6 +603,12 @@ class _TokenIn(_In):
     scopes: list[str] | None = None
     long_lived: bool = False
     page_ids: list[str] | None = None
+
+
+class _InstagramTokenIn(_In):
+    ig_account_id: str | None = None
+    scopes: list[str] | None = None
+    long_lived: bool = False
 
 
 class _InvalidateIn(_In):

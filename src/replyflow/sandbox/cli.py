@@ -9,6 +9,7 @@ from replyflow.cli import emit_json, load_settings_or_exit
 
 def _print_welcome(seed: object, *, url: str) -> None:
     from replyflow.sandbox.demo import DemoSeed
+    from replyflow.sandbox.seed import INSTAGRAM_LOGIN_USERNAME
 
     assert isinstance(seed, DemoSeed)
     lines = [
@@ -18,6 +19,7 @@ def _print_welcome(seed: object, *, url: str) -> None:
         f"  Sign in:    {seed.email}  /  {seed.password}",
         f"  API key:    {seed.api_key}   (shown once; curl -H 'Authorization: Bearer …' {url}/api/accounts)",
         f"  Try it:     open Sandbox in the dashboard and comment 'link' on the demo post (media {seed.media_ids[0]}).",
+        f"  No Page?    Integrations → Connect with Instagram connects @{INSTAGRAM_LOGIN_USERNAME} (Instagram Login).",
         "",
     ]
     click.echo("\n".join(lines))

@@ -26,6 +26,7 @@ from replyflow.sandbox.errors import (
 )
 from replyflow.sandbox.fields import FieldSpec, parse_fields
 from replyflow.sandbox.models import (
+    ALL_TASKS,
     INSTAGRAM_WEBHOOK_FIELDS,
     PAGE_WEBHOOK_FIELDS,
     Comment,
@@ -61,6 +62,8 @@ class GraphCall:
     state: SandboxState
     principal: Principal | None = None
     uses: list[BusinessUse] = field(default_factory=list)
+    # "facebook" (graph.facebook.com) or "instagram" (graph.instagram.com, Instagram Login tokens only)
+    host: str = "facebook"
 
     def param(self, name: str) -> Any:
         value = self.params.get(name)
@@ -104,6 +107,8 @@ def resolve_route(call: GraphCall) -> Route:
     state = call.state
     head = call.segments[0] if call.segments else ""
     edge = "/".join(call.segments[1:])
+    if call.host == "instagram" and head in _INSTAGRAM_TOKEN_ENDPOINTS:
+        return Route(template=f"/{head}", node_type=head, node=None, edge=edge)
     if head in ("debug_token", "oauth", "me") or head == "":
         if head == "oauth":
             return Route(template=f"/oauth/{edge}", node_type="oauth", node=None, edge=edge)
@@ -137,8 +142,18 @@ def route_uses(state: SandboxState, route: Route) -> list[BusinessUse]:
     return []
 
 
+_INSTAGRAM_TOKEN_ENDPOINTS = ("access_token", "refresh_access_token")
+# The nodes graph.instagram.com serves; Pages, users and the app live on graph.facebook.com only.
+_INSTAGRAM_NODES = frozenset({"me", "IGUser", "IGMedia", "IGComment", "unknown"})
+
+
 def handle(call: GraphCall, route: Route) -> Any:
     """Run the call; returns the JSON body or raises ``GraphError``."""
+    if call.host == "instagram":
+        if route.node_type in _INSTAGRAM_TOKEN_ENDPOINTS:
+            return _instagram_token_endpoint(call, route.node_type)
+        if route.node_type not in _INSTAGRAM_NODES:
+            raise unsupported_request(call.method, call.segments[0] if call.segments else "")
     if route.node_type == "oauth":
         if route.edge == "access_token" and call.method == "GET":
             return _oauth_access_token(call)
@@ -151,6 +166,8 @@ def handle(call: GraphCall, route: Route) -> Any:
         raise GraphError("Unsupported get request.", code=100, type="GraphMethodException")
     principal = _authenticate(call)
     if route.node_type == "me":
+        if principal.kind == "INSTAGRAM":
+            return _handle_instagram_me(call, principal, route.edge)
         return _handle_me(call, principal, route.edge)
     if route.node_type == "unknown":
         head = call.segments[0]
@@ -171,15 +188,26 @@ def handle(call: GraphCall, route: Route) -> Any:
 def _authenticate(call: GraphCall) -> Principal:
     if call.token is None:
         raise no_access_token()
-    principal = call.state.authenticate(call.token, appsecret_proof=call.param("appsecret_proof"))
+    principal = call.state.authenticate(call.token, appsecret_proof=call.param("appsecret_proof"), host=call.host)
     call.principal = principal
     return principal
 
 
+# What each Facebook Login permission a handler checks is called under Instagram Login (None: not needed there).
+_INSTAGRAM_SCOPE_OF: dict[str, str | None] = {
+    "instagram_basic": "instagram_business_basic",
+    "instagram_manage_comments": "instagram_business_manage_comments",
+    "instagram_manage_messages": "instagram_business_manage_messages",
+    "pages_read_engagement": None,
+    "pages_show_list": None,
+}
+
+
 def _require_scopes(principal: Principal, *scopes: str) -> None:
     for scope in scopes:
-        if scope not in principal.scopes:
-            raise missing_permission(scope)
+        needed = _INSTAGRAM_SCOPE_OF.get(scope, scope) if principal.kind == "INSTAGRAM" else scope
+        if needed is not None and needed not in principal.scopes:
+            raise missing_permission(needed)
 
 
 def _page_tasks(call: GraphCall, page: Page) -> list[str] | None:
@@ -188,6 +216,8 @@ def _page_tasks(call: GraphCall, page: Page) -> list[str] | None:
     if principal is None or principal.token is None:
         return None
     token = principal.token
+    if principal.kind == "INSTAGRAM":
+        return None  # Instagram Login reaches no Page
     if principal.kind == "PAGE" and principal.page_id != page.id:
         return None
     if principal.kind == "USER" and token.page_ids is not None and page.id not in token.page_ids:
@@ -204,7 +234,14 @@ def _reach_page(call: GraphCall, page: Page, *, use: str = "pages") -> list[str]
 
 
 def _reach_ig(call: GraphCall, account: IGAccount) -> list[str]:
-    page = call.state.world.pages.get(account.page_id)
+    principal = call.principal
+    if principal is not None and principal.kind == "INSTAGRAM":
+        # Instagram Login: the token acts as exactly one account, with every task a Page role would give.
+        if principal.ig_account_id != account.id:
+            raise unsupported_request(call.method, account.id)
+        call.uses.append(BusinessUse(object_id=account.id, type="instagram"))
+        return list(ALL_TASKS)
+    page = call.state.world.pages.get(account.page_id) if account.page_id is not None else None
     tasks = _page_tasks(call, page) if page is not None and page.ig_account_id == account.id else None
     if tasks is None:
         raise unsupported_request(call.method, account.id)
@@ -483,8 +520,127 @@ def _get_ig_media(call: GraphCall, account: IGAccount) -> dict[str, Any]:
 
 
 def _post_ig_messages(call: GraphCall, account: IGAccount) -> dict[str, Any]:
-    # The Facebook Login variant sends through the Page; this node only works on graph.instagram.com.
-    raise GraphError("(#3) Application does not have the capability to make this API call.", code=3)
+    principal = _principal(call)
+    if call.host != "instagram" or principal.kind != "INSTAGRAM":
+        # The Facebook Login variant sends through the Page; this node only works on graph.instagram.com.
+        raise GraphError("(#3) Application does not have the capability to make this API call.", code=3)
+    _reach_ig(call, account)
+    recipient = call.json_param("recipient")
+    if not isinstance(recipient, dict) or not (recipient.get("comment_id") or recipient.get("id")):
+        raise invalid_parameter("param recipient must be non-empty.")
+    state = call.state
+    if recipient.get("comment_id"):
+        _require_scopes(principal, "instagram_basic", "instagram_manage_comments", "instagram_manage_messages")
+        try:
+            return state.private_reply(
+                actor=principal,
+                ig_account_id=account.id,
+                comment_id=str(recipient["comment_id"]),
+                message=call.json_param("message"),
+            )
+        finally:
+            used, limit, regain = state.private_reply_quota_status(account.id)
+            call.uses[-1] = BusinessUse(
+                object_id=account.id, type="instagram", quota_used=used, quota_limit=limit, regain_seconds=regain
+            )
+    _require_scopes(principal, "instagram_basic", "instagram_manage_messages")
+    tag = call.param("tag")
+    if tag is not None and (call.param("messaging_type") != "MESSAGE_TAG" or tag != "HUMAN_AGENT"):
+        raise invalid_parameter("param tag must be HUMAN_AGENT with messaging_type MESSAGE_TAG")
+    return state.send_message(
+        actor=principal,
+        ig_account_id=account.id,
+        recipient_id=str(recipient["id"]),
+        message=call.json_param("message"),
+        tag=str(tag) if tag is not None else None,
+    )
+
+
+# -- graph.instagram.com: /me, its subscriptions, and the token endpoints ------------------------------------------
+
+_INSTAGRAM_ME_DEFAULTS = ("id", "username")
+
+
+def _instagram_me_fields(call: GraphCall, account: IGAccount) -> dict[str, Any]:
+    return {
+        "id": account.app_scoped_id or account.id,
+        "user_id": account.id,
+        "username": account.username,
+        "name": account.name,
+        "account_type": account.account_type,
+        "profile_picture_url": call.asset(f"avatars/{account.id}.svg"),
+        "followers_count": account.followers_count,
+        "follows_count": account.follows_count,
+        "media_count": len(call.state.media_of(account.id)),
+        "biography": account.biography,
+    }
+
+
+def _handle_instagram_me(call: GraphCall, principal: Principal, edge: str) -> Any:
+    state = call.state
+    account = state.world.ig_accounts.get(principal.ig_account_id or "")
+    if account is None:
+        raise unsupported_request(call.method, "me")
+    if edge == "" and call.method == "GET":
+        _require_scopes(principal, "instagram_basic")
+        values = _instagram_me_fields(call, account)
+        wanted = [spec.name for spec in parse_fields(call.param("fields")) or ()] or list(_INSTAGRAM_ME_DEFAULTS)
+        unknown = [name for name in wanted if name not in values]
+        if unknown:
+            raise nonexisting_field(unknown[0], "IGUser")
+        out = {name: values[name] for name in wanted}
+        out.setdefault("id", values["id"])
+        return out
+    if edge == "subscribed_apps":
+        _require_scopes(principal, "instagram_basic")
+        if call.method == "GET":
+            fields = account.login_subscribed_fields
+            return {"data": [] if fields is None else [{"id": state.app.id, "subscribed_fields": list(fields)}]}
+        if call.method == "POST":
+            _require_scopes(principal, "instagram_manage_comments")
+            fields = _list_param(call.require_param("subscribed_fields"))
+            unknown = [f for f in fields if f not in INSTAGRAM_WEBHOOK_FIELDS]
+            if not fields or unknown:
+                raise invalid_parameter(
+                    f"Param subscribed_fields must be one of {{{', '.join(sorted(INSTAGRAM_WEBHOOK_FIELDS))}}} - got "
+                    f'"{unknown[0] if unknown else ""}"'
+                )
+            state.subscribe_instagram(account.id, fields=fields)
+            return {"success": True}
+        if call.method == "DELETE":
+            state.unsubscribe_instagram(account.id)
+            return {"success": True}
+    if edge == "messages" and call.method == "POST":
+        return _post_ig_messages(call, account)
+    if edge == "media" and call.method == "GET":
+        return _get_ig_media(call, account)
+    if call.method == "GET" and edge:
+        raise nonexisting_field(edge, "IGUser")
+    raise unsupported_request(call.method, "me")
+
+
+def _instagram_token_endpoint(call: GraphCall, endpoint: str) -> dict[str, Any]:
+    """``/access_token`` (ig_exchange_token) and ``/refresh_access_token`` (ig_refresh_token), GET with the token
+    in the query string as Meta documents them."""
+    state = call.state
+    if call.method != "GET":
+        raise unsupported_request(call.method, endpoint)
+    grant_type = call.require_param("grant_type")
+    value = call.token or call.param("access_token")
+    if value is None:
+        raise no_access_token()
+    if endpoint == "access_token":
+        if grant_type != "ig_exchange_token":
+            raise invalid_parameter("Param grant_type must be ig_exchange_token")
+        token = state.exchange_instagram_token(str(value), client_secret=str(call.require_param("client_secret")))
+    else:
+        if grant_type != "ig_refresh_token":
+            raise invalid_parameter("Param grant_type must be ig_refresh_token")
+        token = state.refresh_instagram_token(str(value))
+    assert token.expires_at is not None
+    call.uses.append(BusinessUse(object_id=token.ig_account_id or "", type="instagram"))
+    expires_in = int((token.expires_at - state.now()).total_seconds())
+    return {"access_token": token.value, "token_type": "bearer", "expires_in": expires_in}
 
 
 def _get_media(call: GraphCall, media: Media) -> dict[str, Any]:

@@ -38,6 +38,11 @@ def ig_account_id() -> str:
     return digits(17, prefix="17841")
 
 
+def ig_app_scoped_id() -> str:
+    """The app-scoped id Instagram Login's ``/me`` gives an account (its ``user_id`` is the account id)."""
+    return digits(17, prefix="27")
+
+
 def media_id() -> str:
     return digits(17, prefix="179")
 
@@ -54,6 +59,11 @@ def igsid() -> str:
 def access_token() -> str:
     """A user or Page token: ``EAAB`` and ~180 alphanumerics, like Facebook Login's."""
     return "EAAB" + "".join(secrets.choice(_ALNUM) for _ in range(180))
+
+
+def instagram_token() -> str:
+    """An Instagram User token (Instagram Login): ``IGAA`` and ~180 url-safe characters, like Meta's."""
+    return "IGAA" + "".join(secrets.choice(_ALNUM) for _ in range(180))
 
 
 def oauth_code() -> str:

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-TokenKind = Literal["USER", "PAGE"]
+# INSTAGRAM: an Instagram User token from Instagram Login, usable only on the graph.instagram.com stand-in.
+TokenKind = Literal["USER", "PAGE", "INSTAGRAM"]
 InvalidReason = Literal["password_changed", "logged_out", "app_deauthorized", "role_removed"]
 MediaType = Literal["IMAGE", "VIDEO", "CAROUSEL_ALBUM", "BROADCAST"]
 ProductType = Literal["FEED", "REELS", "STORY", "AD", "LIVE"]
@@ -36,6 +37,13 @@ KNOWN_SCOPES = frozenset(
         "pages_messaging", "pages_manage_posts", "pages_manage_engagement", "pages_read_user_content",
         "instagram_basic", "instagram_manage_comments", "instagram_manage_messages", "instagram_content_publish",
         "instagram_manage_insights", "business_management", "ads_management", "ads_read", "read_insights",
+    }
+)  # fmt: skip
+# Instagram Login's permissions (the consent page at instagram.com/oauth/authorize).
+INSTAGRAM_LOGIN_SCOPES = frozenset(
+    {
+        "instagram_business_basic", "instagram_business_manage_comments", "instagram_business_manage_messages",
+        "instagram_business_content_publish", "instagram_business_manage_insights",
     }
 )  # fmt: skip
 
@@ -71,6 +79,8 @@ class Token(BaseModel):
     data_access_expires_at: datetime
     long_lived: bool = False
     parent: str | None = None
+    # The Instagram account an INSTAGRAM token belongs to.
+    ig_account_id: str | None = None
     invalid_reason: InvalidReason | None = None
     invalidated_at: datetime | None = None
 
@@ -92,7 +102,13 @@ class IGAccount(BaseModel):
     id: str
     username: str
     name: str
-    page_id: str
+    # The linked Facebook Page; None for an account that only uses Instagram Login.
+    page_id: str | None
+    # Instagram Login's app-scoped id (``id`` of /me on graph.instagram.com; ``user_id`` there is ``id`` here).
+    app_scoped_id: str = ""
+    account_type: Literal["BUSINESS", "MEDIA_CREATOR"] = "BUSINESS"
+    # Fields of our app's Instagram Login subscription (POST /me/subscribed_apps); None: not subscribed.
+    login_subscribed_fields: list[str] | None = None
     biography: str = ""
     website: str | None = None
     followers_count: int = 0
@@ -177,6 +193,8 @@ class OAuthCode(BaseModel):
     page_ids: list[str] | None
     issued_at: datetime
     used: bool = False
+    # Set for a code from the Instagram consent page: the account the person logged in as.
+    ig_account_id: str | None = None
 
 
 class DemoWorld(BaseModel):
@@ -189,6 +207,10 @@ class DemoWorld(BaseModel):
     ig_account_id: str
     username: str
     media_ids: list[str]
+    # An Instagram professional account with no Facebook Page: reachable only through Instagram Login.
+    instagram_login_account_id: str | None = None
+    instagram_login_username: str | None = None
+    instagram_login_media_ids: list[str] = Field(default_factory=list)
 
 
 class World(BaseModel):

@@ -1,4 +1,5 @@
-"""The sandbox's "Facebook Login" consent page, so the OAuth connect flow can be clicked through locally."""
+"""The sandbox's consent pages, so both connect flows can be clicked through locally: "Facebook Login"
+(facebook.com/dialog/oauth) and "Instagram Login" (instagram.com/oauth/authorize)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 from html import escape
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from replyflow.sandbox.models import KNOWN_SCOPES, Page, User
+from replyflow.sandbox.models import INSTAGRAM_LOGIN_SCOPES, KNOWN_SCOPES, IGAccount, Page, User
 from replyflow.sandbox.state import SandboxState
 
 HTML_HEADERS = {
@@ -82,11 +83,92 @@ def parse_request(state: SandboxState, params: dict[str, str]) -> DialogRequest:
     return DialogRequest(client_id=client_id, redirect_uri=redirect_uri, state=params.get("state", ""), scopes=scopes)
 
 
-def redirect_with(redirect_uri: str, values: dict[str, str]) -> str:
-    """``redirect_uri`` with ``values`` added to its query, and Meta's ``#_=_`` fragment."""
+def redirect_with(redirect_uri: str, values: dict[str, str], *, fragment: str = "_=_") -> str:
+    """``redirect_uri`` with ``values`` added to its query, and Meta's ``#_=_`` fragment (Instagram: ``#_``)."""
     parts = urlsplit(redirect_uri)
     query = parse_qsl(parts.query, keep_blank_values=True) + list(values.items())
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), "_=_"))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), fragment))
+
+
+INSTAGRAM_PERMISSION_LABELS = {
+    "instagram_business_basic": "Access your profile and media",
+    "instagram_business_manage_comments": "Access and manage comments",
+    "instagram_business_manage_messages": "Access and manage messages",
+    "instagram_business_content_publish": "Publish content",
+    "instagram_business_manage_insights": "Access insights",
+}
+
+
+def _check_redirect(state: SandboxState, redirect_uri: str) -> None:
+    parts = urlsplit(redirect_uri)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise DialogError("Can't load URL", "The redirect_uri is missing or is not an http(s) URL.")
+    if state.app.redirect_uris and redirect_uri not in state.app.redirect_uris:
+        raise DialogError(
+            "Invalid redirect_uri", "The redirect URI is not listed in the app's Business login settings."
+        )
+
+
+def parse_instagram_request(state: SandboxState, params: dict[str, str]) -> DialogRequest:
+    """instagram.com/oauth/authorize's parameters: client_id, redirect_uri, response_type=code, scope, state."""
+    client_id = params.get("client_id", "")
+    if client_id != state.app.id:
+        raise DialogError("Invalid platform app", "The client_id is not the id of an Instagram app.")
+    redirect_uri = params.get("redirect_uri", "")
+    _check_redirect(state, redirect_uri)
+    if params.get("response_type", "code") != "code":
+        raise DialogError("Unsupported response_type", "The sandbox supports response_type=code only.")
+    raw_scopes = params.get("scope", "").replace(" ", ",")
+    scopes = list(dict.fromkeys(s.strip() for s in raw_scopes.split(",") if s.strip()))
+    unknown = [s for s in scopes if s not in INSTAGRAM_LOGIN_SCOPES]
+    if unknown or not scopes:
+        raise DialogError("Invalid scope", "Invalid scope: " + (", ".join(unknown) or "(none requested)"))
+    return DialogRequest(client_id=client_id, redirect_uri=redirect_uri, state=params.get("state", ""), scopes=scopes)
+
+
+def render_instagram_consent(
+    *, state: SandboxState, request: DialogRequest, accounts: list[IGAccount], action: str
+) -> str:
+    app = state.app
+    choices = "".join(
+        '<label class="perm"><input type="radio" name="ig_account_id" value="{id}"{checked}> '
+        "<span><b>@{username}</b><small>{detail}</small></span></label>".format(
+            id=escape(account.id),
+            username=escape(account.username),
+            checked=" checked" if index == 0 else "",
+            detail="Professional account, no Facebook Page" if account.page_id is None else "Linked to a Facebook Page",
+        )
+        for index, account in enumerate(accounts)
+    )
+    permissions = "".join(
+        f'<label class="perm"><input type="checkbox" name="granted" value="{escape(scope)}" checked> '
+        f"<span><b>{escape(INSTAGRAM_PERMISSION_LABELS.get(scope, scope))}</b>"
+        f"<small>{escape(scope)}</small></span></label>"
+        for scope in request.scopes
+    )
+    hidden = "".join(
+        f'<input type="hidden" name="{name}" value="{escape(value)}">'
+        for name, value in (
+            ("client_id", request.client_id),
+            ("redirect_uri", request.redirect_uri),
+            ("response_type", "code"),
+            ("state", request.state),
+            ("scope", ",".join(request.scopes)),
+        )
+    )
+    body = f"""
+<h1>Allow {escape(app.name)} to access your Instagram account?</h1>
+<p class="muted">This is the replyflow sandbox's stand-in for instagram.com: nothing leaves this machine.</p>
+<form method="post" action="{escape(action)}">
+{hidden}
+<h3>Log in as</h3>{choices or '<p class="muted">The sandbox has no Instagram account.</p>'}
+<h3>{escape(app.name)} will be able to</h3>{permissions}
+<div class="buttons">
+<button type="submit" name="decision" value="cancel" class="secondary">Cancel</button>
+<button type="submit" name="decision" value="allow" class="primary ig">Allow</button>
+</div>
+</form>"""
+    return _page("Log in with Instagram (sandbox)", body, brand="instagram")
 
 
 def render_consent(
@@ -148,7 +230,12 @@ def render_error(error: DialogError) -> str:
     return _page(error.title, body)
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, *, brand: str = "facebook") -> str:
+    header = (
+        '<header class="ig">Instagram<small>Login · sandbox</small></header>'
+        if brand == "instagram"
+        else "<header>facebook<small>Login · sandbox</small></header>"
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)}</title>
@@ -166,5 +253,7 @@ h1 {{ font-size: 20px; margin: 0 0 8px; }} h3 {{ font-size: 15px; margin: 20px 0
 .buttons {{ display: flex; justify-content: flex-end; gap: 8px; margin-top: 24px; }}
 button {{ border: 0; border-radius: 6px; padding: 10px 20px; font-size: 15px; font-weight: 600; cursor: pointer; }}
 .primary {{ background: #1877f2; color: #fff; }} .secondary {{ background: #e4e6eb; color: #050505; }}
+header.ig {{ background: linear-gradient(90deg, #833ab4, #e1306c, #f77737); }}
+.primary.ig {{ background: #0095f6; }}
 </style></head>
-<body><header>facebook<small>Login · sandbox</small></header><main>{body}</main></body></html>"""
+<body>{header}<main>{body}</main></body></html>"""

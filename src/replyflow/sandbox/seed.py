@@ -81,6 +81,12 @@ def seed_demo_world(state: SandboxState) -> DemoWorld:
                     update={"user_token": state.issue_user_token(demo.user_id, scopes=DEMO_SCOPES, long_lived=True)}
                 )
                 state.remember_demo(demo)
+            if (
+                demo.instagram_login_account_id is None
+                or demo.instagram_login_account_id not in state.world.ig_accounts
+            ):
+                demo = _seed_instagram_login_account(state, demo)
+                state.remember_demo(demo)
             return demo.model_copy()
 
         user = state.add_user(DEMO_USER_NAME, scopes=DEMO_SCOPES)
@@ -124,5 +130,60 @@ def seed_demo_world(state: SandboxState) -> DemoWorld:
             username=account.username,
             media_ids=media_ids,
         )
+        demo = _seed_instagram_login_account(state, demo)
         state.remember_demo(demo)
         return demo
+
+
+INSTAGRAM_LOGIN_USERNAME = "lina.ceramics"
+_INSTAGRAM_LOGIN_POSTS: list[tuple[str, str, str, str, timedelta]] = [
+    (
+        "REELS",
+        "Glazing day 🏺 Speckled oat on every mug. Comment MUG and I'll DM you the pre-order link.",
+        "🏺",
+        "#8c6a4f",
+        timedelta(hours=6),
+    ),
+    (
+        "FEED",
+        "Studio open house on Sunday, 2pm. Comment VISIT for the address.",
+        "🪴",
+        "#5f7a61",
+        timedelta(days=1, hours=2),
+    ),
+]
+
+
+def _seed_instagram_login_account(state: SandboxState, demo: DemoWorld) -> DemoWorld:
+    """A creator with no Facebook Page: reachable only through Instagram Login (graph.instagram.com)."""
+    existing = state.find_ig_account(INSTAGRAM_LOGIN_USERNAME)
+    account = existing or state.add_instagram_account(
+        None,
+        username=INSTAGRAM_LOGIN_USERNAME,
+        name="Lina's Ceramics",
+        biography="Handmade stoneware, one kiln at a time.",
+        followers_count=3120,
+        follows_count=188,
+        color="#8c6a4f",
+    )
+    media_ids = [m.id for m in state.media_of(account.id)]
+    if not media_ids:
+        now = state.now()
+        for product_type, caption, emoji, color, age in _INSTAGRAM_LOGIN_POSTS:
+            media = state.add_media(
+                account.id,
+                caption=caption,
+                media_product_type="REELS" if product_type == "REELS" else "FEED",
+                timestamp=now - age,
+                like_count=64 + 21 * len(media_ids),
+                emoji=emoji,
+                color=color,
+            )
+            media_ids.append(media.id)
+    return demo.model_copy(
+        update={
+            "instagram_login_account_id": account.id,
+            "instagram_login_username": account.username,
+            "instagram_login_media_ids": media_ids,
+        }
+    )

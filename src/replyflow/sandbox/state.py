@@ -29,6 +29,7 @@ from replyflow.sandbox.errors import GraphError, invalid_parameter, unparseable_
 from replyflow.sandbox.failures import FailureKind, InjectedFailure
 from replyflow.sandbox.models import (
     ALL_TASKS,
+    INSTAGRAM_LOGIN_SCOPES,
     KNOWN_SCOPES,
     App,
     AppSubscription,
@@ -56,6 +57,8 @@ log = logging.getLogger("replyflow.sandbox")
 
 SHORT_LIVED = timedelta(hours=2)
 LONG_LIVED = timedelta(days=60)
+INSTAGRAM_SHORT_LIVED = timedelta(hours=1)
+INSTAGRAM_REFRESHABLE_AFTER = timedelta(hours=24)
 DATA_ACCESS = timedelta(days=90)
 CODE_LIFETIME = timedelta(minutes=10)
 PRIVATE_REPLY_WINDOW = timedelta(days=7)
@@ -86,15 +89,16 @@ _REASON_MESSAGES: dict[InvalidReason, str] = {
 class Principal:
     """Who a request acts as, resolved from its access token."""
 
-    kind: Literal["USER", "PAGE", "APP"]
+    kind: Literal["USER", "PAGE", "APP", "INSTAGRAM"]
     token: Token | None
     user_id: str | None = None
     page_id: str | None = None
     scopes: frozenset[str] = frozenset()
+    ig_account_id: str | None = None  # INSTAGRAM tokens: the account they act as
 
     @property
     def owner_id(self) -> str:
-        return self.page_id or self.user_id or ""
+        return self.page_id or self.ig_account_id or self.user_id or ""
 
 
 @dataclass
@@ -368,6 +372,73 @@ class SandboxState:
             )
             return self.world.tokens[value]
 
+    # -- Instagram Login tokens ----------------------------------------------------------------------------
+
+    def issue_instagram_token(
+        self,
+        ig_account_id: str,
+        *,
+        scopes: list[str] | None = None,
+        long_lived: bool = False,
+        lifetime: timedelta | None = None,
+    ) -> str:
+        """An Instagram User token, as Instagram Login hands out (1 hour unless ``long_lived``: 60 days)."""
+        with self.transaction():
+            account = self._ig(ig_account_id)
+            now = self.now()
+            token = Token(
+                value=ids.instagram_token(),
+                kind="INSTAGRAM",
+                user_id=account.app_scoped_id or account.id,
+                ig_account_id=account.id,
+                scopes=sorted(INSTAGRAM_LOGIN_SCOPES if scopes is None else scopes),
+                issued_at=now,
+                expires_at=now + (lifetime or (LONG_LIVED if long_lived else INSTAGRAM_SHORT_LIVED)),
+                data_access_expires_at=now + DATA_ACCESS,
+                long_lived=long_lived,
+            )
+            self.world.tokens[token.value] = token
+            self._touch()
+            return token.value
+
+    def exchange_instagram_token(self, short_lived: str, *, client_secret: str) -> Token:
+        """``grant_type=ig_exchange_token``: a 60-day token for a short-lived one (only short-lived ones)."""
+        with self.transaction():
+            if not hmac.compare_digest(client_secret, self.app.secret):
+                raise GraphError("Error validating client secret.", code=1, type="OAuthException")
+            source = self.check_token(short_lived)
+            if source.kind != "INSTAGRAM":
+                raise unparseable_token()
+            if source.long_lived:
+                raise GraphError(
+                    "Invalid parameter: the access token is not a short-lived Instagram User access token.",
+                    code=100,
+                )
+            assert source.ig_account_id is not None
+            value = self.issue_instagram_token(source.ig_account_id, scopes=source.scopes, long_lived=True)
+            return self.world.tokens[value]
+
+    def refresh_instagram_token(self, value: str) -> Token:
+        """``grant_type=ig_refresh_token``: a long-lived token at least 24 hours old and not expired → 60 days more."""
+        with self.transaction():
+            source = self.check_token(value)
+            if source.kind != "INSTAGRAM":
+                raise unparseable_token()
+            if not source.long_lived:
+                raise GraphError(
+                    "Invalid parameter: only long-lived Instagram User access tokens can be refreshed.", code=100
+                )
+            if self.now() - source.issued_at < INSTAGRAM_REFRESHABLE_AFTER:
+                raise GraphError(
+                    "Invalid parameter: the access token can be refreshed only once it is at least 24 hours old.",
+                    code=100,
+                )
+            if "instagram_business_basic" not in source.scopes:
+                raise GraphError("(#10) Application does not have permission for this action", code=10)
+            assert source.ig_account_id is not None
+            fresh = self.issue_instagram_token(source.ig_account_id, scopes=source.scopes, long_lived=True)
+            return self.world.tokens[fresh]
+
     def page_token(self, *, user_token: str, page_id: str) -> str:
         """The Page token ``/me/accounts`` hands out for ``page_id``; stable per user token and Page."""
         with self.transaction():
@@ -463,9 +534,20 @@ class SandboxState:
                 raise error
             return token
 
-    def authenticate(self, value: str, *, appsecret_proof: str | None = None) -> Principal:
-        """Resolve an access token (user, Page, or ``app_id|secret``) as the Graph API does."""
+    def authenticate(self, value: str, *, appsecret_proof: str | None = None, host: str = "facebook") -> Principal:
+        """Resolve an access token (user, Page, or ``app_id|secret``) as the Graph API does.
+
+        On the ``instagram`` host (graph.instagram.com) only Instagram User tokens parse, and on the Facebook host
+        they do not: each host answers the other's tokens with 190 "Cannot parse access token".
+        """
         with self._lock:
+            token = self.world.tokens.get(value)
+            if host == "instagram":
+                if token is None or token.kind != "INSTAGRAM":
+                    raise unparseable_token()
+                return self.principal_for(value)
+            if token is not None and token.kind == "INSTAGRAM":
+                raise unparseable_token()
             if "|" in value:
                 app_id, _, secret = value.partition("|")
                 if app_id != self.app.id or not hmac.compare_digest(secret, self.app.secret):
@@ -496,6 +578,7 @@ class SandboxState:
                 user_id=token.user_id,
                 page_id=token.page_id,
                 scopes=frozenset(token.scopes),
+                ig_account_id=token.ig_account_id,
             )
 
     def appsecret_proof(self, token: str) -> str:
@@ -543,6 +626,50 @@ class SandboxState:
             value = self.issue_user_token(grant.user_id, scopes=grant.scopes, page_ids=grant.page_ids)
             return self.world.tokens[value]
 
+    def issue_instagram_code(self, *, ig_account_id: str, client_id: str, redirect_uri: str, scopes: list[str]) -> str:
+        """A code from the Instagram consent page: the person logged in as ``ig_account_id``."""
+        with self.transaction():
+            account = self._ig(ig_account_id)
+            code = OAuthCode(
+                code=ids.oauth_code(),
+                user_id=account.app_scoped_id or account.id,
+                client_id=client_id,
+                redirect_uri=redirect_uri,
+                scopes=sorted(set(scopes) & INSTAGRAM_LOGIN_SCOPES),
+                page_ids=None,
+                issued_at=self.now(),
+                ig_account_id=account.id,
+            )
+            self.world.oauth_codes[code.code] = code
+            self._touch()
+            return code.code
+
+    def redeem_instagram_code(self, *, code: str, client_id: str, client_secret: str, redirect_uri: str) -> Token:
+        """api.instagram.com/oauth/access_token: single use, ten minutes, same ``redirect_uri`` → short-lived token."""
+        with self.transaction():
+            if client_id != self.app.id:
+                raise GraphError("Invalid platform app", code=400, type="OAuthException")
+            if not hmac.compare_digest(client_secret, self.app.secret):
+                raise GraphError("Error validating client secret.", code=400, type="OAuthException")
+            grant = self.world.oauth_codes.get(code)
+            if grant is None or grant.ig_account_id is None or grant.client_id != client_id:
+                raise GraphError("Invalid authorization code", code=400, type="OAuthException")
+            if grant.used:
+                raise GraphError("This authorization code has been used", code=400, type="OAuthException")
+            if self.now() - grant.issued_at > CODE_LIFETIME:
+                raise GraphError("This authorization code has expired", code=400, type="OAuthException")
+            if grant.redirect_uri != redirect_uri:
+                raise GraphError(
+                    "Error validating verification code. Please make sure your redirect_uri is identical to the "
+                    "one you used in the OAuth dialog request",
+                    code=400,
+                    type="OAuthException",
+                )
+            grant.used = True
+            self._touch()
+            value = self.issue_instagram_token(grant.ig_account_id, scopes=grant.scopes)
+            return self.world.tokens[value]
+
     # -- Pages and Instagram accounts ----------------------------------------------------------------------
 
     def add_page(
@@ -578,7 +705,7 @@ class SandboxState:
 
     def add_instagram_account(
         self,
-        page_id: str,
+        page_id: str | None,
         *,
         username: str,
         name: str | None = None,
@@ -588,10 +715,11 @@ class SandboxState:
         follows_count: int = 0,
         color: str = "#8a5a44",
     ) -> IGAccount:
-        """Link a new Instagram professional account to a Page (one per Page, as Meta allows)."""
+        """A new Instagram professional account, linked to a Page (one per Page, as Meta allows), or to none
+        (``page_id=None``: reachable only through Instagram Login)."""
         with self.transaction():
-            page = self._page(page_id)
-            if page.ig_account_id is not None:
+            page = self._page(page_id) if page_id is not None else None
+            if page is not None and page.ig_account_id is not None:
                 raise ValueError(f"page {page_id} already has an Instagram account")
             if any(a.username == username for a in self.world.ig_accounts.values()):
                 raise ValueError(f"username {username!r} is taken")
@@ -599,7 +727,8 @@ class SandboxState:
                 id=self._new_id(ids.ig_account_id),
                 username=username,
                 name=name or username,
-                page_id=page.id,
+                page_id=page.id if page is not None else None,
+                app_scoped_id=ids.ig_app_scoped_id(),
                 biography=biography,
                 website=website,
                 followers_count=followers_count,
@@ -607,7 +736,8 @@ class SandboxState:
                 color=color,
             )
             self.world.ig_accounts[account.id] = account
-            page.ig_account_id = account.id
+            if page is not None:
+                page.ig_account_id = account.id
             self._touch()
             return account
 
@@ -717,6 +847,7 @@ class SandboxState:
         from_id: str | None = None,
         parent_id: str | None = None,
         at: datetime | None = None,
+        own_id: str | None = None,
     ) -> Comment:
         """Someone comments (or replies, with ``parent_id``); queues the ``comments`` webhook.
 
@@ -727,7 +858,7 @@ class SandboxState:
             account = self._ig(media.ig_account_id)
             text = _check_text(text, limit=MAX_COMMENT_CHARS, what="comment text")
             if username == account.username:
-                author_id, author_name = account.id, account.username
+                author_id, author_name = own_id or account.id, account.username
             else:
                 person = self.add_person(username, igsid=from_id)
                 author_id, author_name = person.igsid, person.username
@@ -818,7 +949,14 @@ class SandboxState:
             if not media.is_comment_enabled:
                 raise GraphError("(#100) Comments are disabled for this media", code=100)
             account = self._ig(media.ig_account_id)
-            reply = self.add_comment(media.id, text=message, username=account.username, parent_id=target.id)
+            reply = self.add_comment(
+                media.id,
+                text=message,
+                username=account.username,
+                parent_id=target.id,
+                # Through Instagram Login the account's own comments carry its app-scoped id in from.id.
+                own_id=account.app_scoped_id if actor.kind == "INSTAGRAM" and account.app_scoped_id else None,
+            )
             self._record(
                 kind="public_reply",
                 actor=actor,
@@ -833,21 +971,33 @@ class SandboxState:
 
     # -- private replies and the Send API ------------------------------------------------------------------
 
+    def _sending_account(self, page_id: str | None, ig_account_id: str | None) -> IGAccount | None:
+        if ig_account_id is not None:
+            return self.world.ig_accounts.get(ig_account_id)
+        page = self._page(page_id or "")
+        return self.world.ig_accounts.get(page.ig_account_id or "")
+
     def private_reply(
-        self, *, actor: Principal, page_id: str, comment_id: str, message: dict[str, Any]
+        self,
+        *,
+        actor: Principal,
+        page_id: str | None = None,
+        comment_id: str,
+        message: dict[str, Any],
+        ig_account_id: str | None = None,
     ) -> dict[str, str]:
-        """``POST /{page-id}/messages`` with ``recipient.comment_id``: Meta's rules for the one DM a comment allows."""
+        """``POST /{page-id}/messages`` (or ``/{ig-id}/messages`` through Instagram Login) with
+        ``recipient.comment_id``: Meta's rules for the one DM a comment allows."""
         with self.transaction():
-            page = self._page(page_id)
+            account = self._sending_account(page_id, ig_account_id)
             check_message(message)
             comment = self.world.comments.get(comment_id)
-            account = self.world.ig_accounts.get(page.ig_account_id or "")
             if (
                 comment is None
                 or comment.deleted
                 or account is None
                 or comment.ig_account_id != account.id
-                or comment.from_id == account.id
+                or comment.from_id in (account.id, account.app_scoped_id)
                 or comment.private_reply_message_id is not None
             ):
                 raise _invalid_for_private_reply()
@@ -892,16 +1042,16 @@ class SandboxState:
         self,
         *,
         actor: Principal,
-        page_id: str,
+        page_id: str | None = None,
         recipient_id: str,
         message: dict[str, Any],
         tag: str | None = None,
+        ig_account_id: str | None = None,
     ) -> dict[str, str]:
         """The Send API with ``recipient.id``: only inside the 24 h window the person's own message opened."""
         with self.transaction():
-            page = self._page(page_id)
+            account = self._sending_account(page_id, ig_account_id)
             check_message(message)
-            account = self.world.ig_accounts.get(page.ig_account_id or "")
             if account is None or recipient_id not in self.world.people:
                 raise GraphError("(#100) No matching user found", code=100, subcode=2018001)
             thread = self.world.threads.get(_thread_key(account.id, recipient_id))
@@ -1055,6 +1205,18 @@ class SandboxState:
             current = page.subscribed_fields or []
             page.subscribed_fields = sorted(set(current) | set(fields))
             page.subscription_scopes = sorted(KNOWN_SCOPES if scopes is None else set(scopes))
+            self._touch()
+
+    def subscribe_instagram(self, ig_account_id: str, *, fields: list[str]) -> None:
+        """Instagram Login's ``POST /me/subscribed_apps``: the account's own webhook subscription."""
+        with self.transaction():
+            account = self._ig(ig_account_id)
+            account.login_subscribed_fields = sorted(set(account.login_subscribed_fields or []) | set(fields))
+            self._touch()
+
+    def unsubscribe_instagram(self, ig_account_id: str) -> None:
+        with self.transaction():
+            self._ig(ig_account_id).login_subscribed_fields = None
             self._touch()
 
     def unsubscribe_page(self, page_id: str) -> None:
@@ -1300,7 +1462,7 @@ class SandboxState:
             at=self.now(),
             ig_account_id=account.id,
             page_id=account.page_id,
-            token_kind="PAGE" if actor.kind == "PAGE" else "USER",
+            token_kind=actor.kind if actor.kind in ("PAGE", "INSTAGRAM") else "USER",
             token_owner_id=actor.owner_id,
             comment_id=comment_id,
             recipient_id=recipient_id,
@@ -1336,11 +1498,16 @@ class SandboxState:
             id=f"wh_{ids.digits(12)}", field=field, ig_account_id=ig_account_id, created_at=self.now(), payload=payload
         )
         account = self.world.ig_accounts[ig_account_id]
-        page = self.world.pages.get(account.page_id)
+        page = self.world.pages.get(account.page_id) if account.page_id is not None else None
         subscription = self.world.app_subscriptions.get("instagram")
         reason: str | None = None
+        login_fields = account.login_subscribed_fields
         if subscription is None or not subscription.active or field not in subscription.fields:
             reason = f"the app is not subscribed to the instagram '{field}' field (/{{app-id}}/subscriptions)"
+        elif login_fields is not None and (field in login_fields or field == "messaging_seen"):
+            reason = None  # Instagram Login: the account itself subscribed (POST /me/subscribed_apps)
+        elif page is None and login_fields is None:
+            reason = "the app is not subscribed to the account (POST /me/subscribed_apps on graph.instagram.com)"
         elif page is None or page.ig_account_id != ig_account_id or page.subscribed_fields is None:
             reason = "the app is not subscribed to the linked Page (POST /{page-id}/subscribed_apps)"
         elif field.endswith("comments") and "instagram_manage_comments" not in page.subscription_scopes:

@@ -37,7 +37,7 @@ class _Inbox:
     def __init__(self, app: Any) -> None:
         settings = app.state.settings
         runtime = app.state.runtime
-        self.secrets = [secret.encode() for secret in settings.app_secrets]
+        self.secrets = [secret.encode() for secret in settings.webhook_secrets]
         self.verify_token: str = settings.verify_token
         self.max_body: int = settings.webhook_max_body_bytes
         self.runtime = runtime

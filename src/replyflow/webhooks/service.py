@@ -243,7 +243,7 @@ def _resolve_accounts(
     for start in range(0, len(entry_ids), 500):
         chunk = entry_ids[start : start + 500]
         for account in session.scalars(select(Account).where(column.in_(chunk)).order_by(Account.id)):
-            key = account.page_id if parsed.object == "page" else account.instagram_id
+            key = (account.page_id or "") if parsed.object == "page" else account.instagram_id
             found.setdefault(key, []).append(account)
     return {e: accounts for e, accounts in found.items() if accounts}
 

@@ -1,7 +1,9 @@
 """``/app/integrations``: Instagram Token Management, the step-by-step TokenConverter and the setup doctor.
 
-Steps: what you need → connect (Facebook Login, or a pasted User token) → pick a Page → done. Every call goes
-to the accounts services; tokens travel only in POST bodies and are never written back into a page.
+Two paths: Connect with Instagram (Instagram Login, no Facebook Page: one sign-in, or a pasted Instagram token),
+and Facebook Login in steps: what you need → connect (Facebook Login, or a pasted User token) → pick a Page →
+done. Every call goes to the accounts services; tokens travel only in POST bodies and are never written back
+into a page.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
-from replyflow.accounts import oauth, repository, service
+from replyflow.accounts import instagram_oauth, oauth, repository, service
 from replyflow.accounts.crypto import cipher_for
 from replyflow.accounts.doctor import run_doctor
+from replyflow.accounts.instagram_login import save_instagram_token
 from replyflow.accounts.models import Account, TokenConversion
 from replyflow.accounts.permissions import (
     GRAPH_API_EXPLORER_URL,
@@ -97,6 +100,7 @@ def _context(
     conversion_id: str | None = None,
     account_id: str | None = None,
     oauth_error: str | None = None,
+    instagram_error: str | None = None,
 ) -> dict[str, Any]:
     settings = settings_of(request)
     values: dict[str, Any] = {
@@ -107,6 +111,9 @@ def _context(
         "page_tasks_url": PAGE_TASKS_URL,
         "app_modes_url": APP_REVIEW_HELP_URL,
         "redirect_uri": oauth.redirect_uri(settings),
+        "instagram_redirect_uri": instagram_oauth.redirect_uri(settings),
+        "instagram_error": None,
+        "instagram_token_error": None,
         "webhook_url": f"{settings.public_url}/webhooks/instagram",
         "app_id": settings.app_id,
         "conversion": None,
@@ -122,6 +129,9 @@ def _context(
     explained = oauth.browser_error(oauth_error[:64] if oauth_error else None)
     if explained is not None:  # the code picks one of our own texts; nothing from the URL is shown
         values["oauth_error"] = FieldError(*explained)
+    explained = instagram_oauth.browser_error(instagram_error[:64] if instagram_error else None)
+    if explained is not None:
+        values["instagram_error"] = FieldError(*explained)
     if conversion_id:
         try:
             conversion = service.get_conversion(
@@ -152,6 +162,7 @@ def integrations(
     conversion_id: str | None = None,
     account_id: str | None = None,
     oauth_error: str | None = None,
+    instagram_error: str | None = None,
 ) -> Response:
     values = _context(
         request,
@@ -160,6 +171,7 @@ def integrations(
         conversion_id=conversion_id,
         account_id=account_id,
         oauth_error=oauth_error,
+        instagram_error=instagram_error,
     )
     return _page(request, signed_in, values)
 
@@ -173,6 +185,46 @@ async def connect_with_facebook(request: Request, db: PageDb, signed_in: Current
     response = RedirectResponse(start.authorize_url, status_code=303)
     oauth.set_oauth_cookie(response, start=start, settings=settings)
     return response
+
+
+@router.post(f"{PATH}/connect-instagram")
+async def connect_with_instagram(request: Request, db: PageDb, signed_in: CurrentUser) -> Response:
+    """Start Instagram Login; Instagram sends the browser back to the accounts callback, which lands here."""
+    settings = settings_of(request)
+    async with graph_for(request) as graph:
+        start = instagram_oauth.start_instagram_oauth(
+            session=db, graph=graph, settings=settings, workspace_id=signed_in.workspace.id
+        )
+    response = RedirectResponse(start.authorize_url, status_code=303)
+    instagram_oauth.set_cookie(response, start=start, settings=settings)
+    return response
+
+
+@router.post(f"{PATH}/save-instagram-token")
+async def save_pasted_instagram_token(
+    request: Request, db: PageDb, signed_in: CurrentUser, form: SubmittedForm
+) -> Response:
+    token = _form_text(form, "instagram_access_token", limit=MAX_TOKEN_FIELD)
+    try:
+        async with graph_for(request) as graph:
+            saved = await save_instagram_token(
+                session=db,
+                graph=graph,
+                cipher=cipher_for(settings_of(request)),
+                settings=settings_of(request),
+                workspace_id=signed_in.workspace.id,
+                instagram_access_token=token,
+            )
+    except ReplyflowError as exc:
+        db.rollback()
+        values = _context(request, db=db, signed_in=signed_in)
+        values["instagram_token_error"] = FieldError(exc.message, exc.hint)
+        return _page(request, signed_in, values, status=exc.http_status)
+    return redirect(
+        request,
+        f"{PATH}?account_id={saved.account.id}#step-result",
+        flash=("success", f"@{saved.account.username} is connected with Instagram."),
+    )
 
 
 def _form_text(form: FormData, name: str, *, limit: int = 256) -> str:

@@ -18,14 +18,31 @@
   // A Facebook user or Page token is one long run of letters and digits starting with "EAA".
   var TOKEN_SHAPE = /^EAA[A-Za-z0-9]{20,}$/;
 
-  function describeToken(raw) {
+  // An Instagram Login token (Instagram User token) starts with "IGAA".
+  var INSTAGRAM_SHAPE = /^IG(AA|QV|Q)[A-Za-z0-9_\-]{20,}$/;
+
+  function describeInstagramToken(value) {
+    if (/^EAA/.test(value)) {
+      return { ok: false, text: "This is a Facebook token. Paste it in the Facebook steps below; this box takes Instagram Login tokens (they start with IGAA)." };
+    }
+    if (!/^IG/.test(value)) {
+      return { ok: false, text: "Instagram Login tokens start with IGAA. Check that you copied the whole token." };
+    }
+    if (!INSTAGRAM_SHAPE.test(value)) {
+      return { ok: false, text: "This token looks cut off or has characters an Instagram token never has. Copy it again." };
+    }
+    return { ok: true, text: "Looks like an Instagram Login token. replyflow will check it with Instagram when you continue." };
+  }
+
+  function describeToken(raw, kind) {
     var value = raw.trim();
     if (!value) { return { ok: false, empty: true, text: "" }; }
     if (/\s/.test(value)) {
       return { ok: false, text: "The token contains spaces or line breaks. Copy it again with the copy button in Graph API Explorer." };
     }
+    if (kind === "instagram") { return describeInstagramToken(value); }
     if (/^(IGQ|IGAA)/.test(value)) {
-      return { ok: false, text: "This is an Instagram Login token. replyflow needs a Facebook User token (it starts with EAA): choose your app and 'Get User Access Token' in Graph API Explorer." };
+      return { ok: false, text: "This is an Instagram Login token. Paste it under 'Connect with Instagram' above, or use a Facebook User token here (it starts with EAA)." };
     }
     if (/^[0-9]+\|/.test(value)) {
       return { ok: false, text: "This is an app token (it contains '|'). Use a User token instead: 'Get User Access Token' in Graph API Explorer." };
@@ -47,7 +64,7 @@
     var form = input.form;
     var submit = form ? $("[type=submit]", form) : null;
     function update() {
-      var result = describeToken(input.value);
+      var result = describeToken(input.value, input.getAttribute("data-token-kind"));
       if (output) {
         output.textContent = result.text;
         output.className = result.ok ? "field-ok" : (result.empty ? "help" : "field-error");
