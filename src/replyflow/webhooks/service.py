@@ -9,6 +9,7 @@ A crash between the two leaves pending events; a crash inside either rolls it ba
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -458,11 +459,23 @@ def _note_processing_error(*, session: Session, delivery_id: int, error: Excepti
 
 def process_batch(*, runtime: Runtime, delivery_ids: list[int]) -> tuple[list[ProcessResult], set[int]]:
     """Process several deliveries and dispatch their new events in one transaction: one commit (and, on SQLite,
-    one turn of the write lock) for the lot instead of one per delivery and one per event. Each delivery and each
-    event runs in a savepoint of its own, so one bad delivery is recorded as such and rolls back nothing else.
+    one turn of the write lock) for the lot instead of one per delivery and one per event.
+
+    Deliveries are nearly always fine, so the batch first runs with no savepoint per delivery (each event's
+    consumer still has its own). If one delivery fails, that attempt is rolled back whole and the batch runs again
+    with a savepoint per delivery, so the bad one is recorded as such and rolls back nothing else.
 
     Returns the results and the ids that failed.
     """
+    try:
+        return _process_chunk(runtime=runtime, delivery_ids=delivery_ids, isolate=False)
+    except OperationalError:
+        raise
+    except Exception:  # one delivery is bad: find it with each in a savepoint of its own
+        return _process_chunk(runtime=runtime, delivery_ids=delivery_ids, isolate=True)
+
+
+def _process_chunk(*, runtime: Runtime, delivery_ids: list[int], isolate: bool) -> tuple[list[ProcessResult], set[int]]:
     results: list[ProcessResult] = []
     failed: set[int] = set()
     batch = _Batch()
@@ -470,7 +483,7 @@ def process_batch(*, runtime: Runtime, delivery_ids: list[int]) -> tuple[list[Pr
         for delivery_id in delivery_ids:
             inline: list[_Inline] = []
             try:
-                with session.begin_nested():
+                with session.begin_nested() if isolate else contextlib.nullcontext():
                     result = process_delivery(session=session, delivery_id=delivery_id, batch=batch, inline=inline)
                     # The events just parsed go to their consumer as they are: no reload, no second parse.
                     for event_id, event, account in inline:
@@ -480,6 +493,8 @@ def process_batch(*, runtime: Runtime, delivery_ids: list[int]) -> tuple[list[Pr
             except OperationalError:
                 raise
             except Exception as exc:
+                if not isolate:
+                    raise
                 _note_processing_error(session=session, delivery_id=delivery_id, error=exc)
                 failed.add(delivery_id)
                 continue
