@@ -1096,24 +1096,28 @@ class Engine:
         # The private-reply budget shows up in the usage headers too; our quota gate already paces it exactly.
         self._note_usage(account.id, _without_messaging_budget(usage))
         raise self._dm_sent(
-            lease, snap, message_id=result.message_id, recipient_id=result.recipient_id or run.from_id, reconciled=False
+            lease,
+            snap,
+            message_id=result.message_id,
+            recipient_id=result.recipient_id or run.from_id,
+            reconciled=False,
+            slot=slot,
         )
 
     def _send_in_slot(self, account: Account, slot: str, work: Work[SendResult]) -> tuple[SendResult, Usage | None]:
         """Make a send the quota gate granted, and settle its slot. Given back when the DM certainly reached nobody
         (no connection, a refused or missing token, Meta's budget refusal); otherwise counted from the end of the
         call, when Meta has certainly seen it, not from the grant: Meta counts a DM when it arrives, so our window
-        never runs ahead of Meta's however long the call took to get there."""
+        never runs ahead of Meta's however long the call took to get there. A send that went through is confirmed
+        by ``_dm_sent``, in the transaction that records it."""
         try:
-            sent = self.graph.call(account, work)
+            return self.graph.call(account, work)
         except Exception as exc:
             if isinstance(exc, TransientError | TokenInvalid | NoToken) or _meta_budget_refusal(exc):
                 self.gate.release(account_id=account.id, key=slot)
             else:
                 self._confirm_slot(account.id, slot)
             raise
-        self._confirm_slot(account.id, slot)
-        return sent
 
     def _confirm_slot(self, account_id: str, slot: str) -> None:
         try:
@@ -1122,11 +1126,24 @@ class Engine:
             log.warning("quota_confirm_failed", account_id=account_id, error=exc)
 
     def _dm_sent(
-        self, lease: _Lease, snap: _Snapshot, *, message_id: str | None, recipient_id: str | None, reconciled: bool
+        self,
+        lease: _Lease,
+        snap: _Snapshot,
+        *,
+        message_id: str | None,
+        recipient_id: str | None,
+        reconciled: bool,
+        slot: str | None = None,
     ) -> _Stop:
+        """Record the DM as sent and the run done; ``slot``: the quota slot of the send that just went through,
+        confirmed in the same transaction (or after it, for a gate outside the database)."""
         now = self.now()
+        confirmed = slot is None
 
         def record_thread(session: Session, run: Run) -> None:
+            nonlocal confirmed
+            if not confirmed:
+                confirmed = self.gate.confirm_in(session, account_id=run.account_id, key=slot or "", at=now)
             # The conversation starts now, before Meta's echo arrives. The thread can be rebuilt from the run
             # (conversations.sync), so a failure here must never undo the record that the DM was sent.
             try:
@@ -1158,6 +1175,8 @@ class Engine:
             hook=record_thread,
             finish=True,
         )
+        if not confirmed and slot is not None:
+            self._confirm_slot(snap.account.id, slot)
         log.info(
             "private_reply_sent",
             run_id=snap.run.id,

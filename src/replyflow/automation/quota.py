@@ -59,6 +59,10 @@ class QuotaGate(Protocol):
         """The granted send ``key`` is over (or its outcome unknown) at ``at``: count it from then on. Meta counts a
         send when it arrives, which is after the grant; counting from the end of the call keeps us behind Meta."""
 
+    def confirm_in(self, session: Session, *, account_id: str, key: str, at: dt.datetime) -> bool:
+        """``confirm`` inside the caller's transaction, when the gate keeps its counts in the same database (then
+        it costs no transaction of its own); False: it does not, call ``confirm``."""
+
     def used(self, *, account_id: str, now: dt.datetime) -> int:
         """Sends counted in the window ending at ``now``."""
 
@@ -141,17 +145,21 @@ class DatabaseQuotaGate:
 
     def confirm(self, *, account_id: str, key: str, at: dt.datetime) -> None:
         with session_scope(self._factory) as session:
-            session.execute(
-                update(PrivateReplySlot)
-                .where(
-                    PrivateReplySlot.account_id == account_id,
-                    PrivateReplySlot.key == key,
-                    PrivateReplySlot.kind == SENT,
-                    PrivateReplySlot.at < at,
-                )
-                .values(at=at)
-                .execution_options(synchronize_session=False)
+            self.confirm_in(session, account_id=account_id, key=key, at=at)
+
+    def confirm_in(self, session: Session, *, account_id: str, key: str, at: dt.datetime) -> bool:
+        session.execute(
+            update(PrivateReplySlot)
+            .where(
+                PrivateReplySlot.account_id == account_id,
+                PrivateReplySlot.key == key,
+                PrivateReplySlot.kind == SENT,
+                PrivateReplySlot.at < at,
             )
+            .values(at=at)
+            .execution_options(synchronize_session=False)
+        )
+        return True
 
     def used(self, *, account_id: str, now: dt.datetime) -> int:
         with session_scope(self._factory) as session:
@@ -269,6 +277,9 @@ class RedisQuotaGate:
         pipe.zrem(sent, key)
         pipe.zrem(hold, key)
         pipe.execute()
+
+    def confirm_in(self, session: Session, *, account_id: str, key: str, at: dt.datetime) -> bool:
+        return False  # the counts live in Redis, not in the caller's database
 
     def confirm(self, *, account_id: str, key: str, at: dt.datetime) -> None:
         sent, _ = self._keys(account_id)
