@@ -124,7 +124,8 @@ def run() -> dict[str, Any]:
 
     settings = Settings()
     # As `replyflow serve` does, with the log lines going nowhere: their formatting is counted, not the terminal.
-    configure_logging(level=settings.log_level, json=settings.log_json, stream=open(os.environ.get("BENCH_LOG_FILE", os.devnull), "w"))  # noqa: SIM115
+    log_to = open(os.environ.get("BENCH_LOG_FILE", os.devnull), "w")  # noqa: SIM115 - for the process's life
+    configure_logging(level=settings.log_level, json=settings.log_json, stream=log_to)
     meta = Meta()
     set_default_transport(lambda: httpx.MockTransport(meta.handle))
     runtime = Runtime(settings)
