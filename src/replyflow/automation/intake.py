@@ -113,7 +113,7 @@ def decide_run(
     Returns None when the decision has to wait: an unbound ``next`` rule needs to know whether the post is new,
     and only the engine may ask Meta (``defer_unknown_media``); the run then stays ``received``.
     """
-    rules = _rules_of(session, account.id)
+    rules = _rules_for(session, account.id, run.media_id)
     binds: dict[str, bool] = {}
     for rule in rules:
         if not rule.waits_for_next_post or rule.next_armed_at is None:
@@ -192,14 +192,16 @@ def decide_run(
     return decision
 
 
-def _rules_of(session: Session, account_id: str) -> list[Rule]:
-    """The account's rules in order, looked up once per session: a processing batch decides many comments of the
-    same account in one transaction, and nothing in it edits rules (a ``next`` rule's binding changes the very
+def _rules_for(session: Session, account_id: str, media_id: str) -> list[Rule]:
+    """``repo.rules_for_post``, looked up once per session and post: a processing batch decides many comments of
+    the same post in one transaction, and nothing in it edits rules (a ``next`` rule's binding changes the very
     objects kept here)."""
-    cache: dict[str, list[Rule]] = session.info.setdefault(_RULES, {})
-    rules = cache.get(account_id)
+    cache: dict[tuple[str, str], list[Rule]] = session.info.setdefault(_RULES, {})
+    rules = cache.get((account_id, media_id))
     if rules is None:
-        rules = cache[account_id] = repo.rules_in_order(session=session, account_id=account_id)
+        rules = cache[(account_id, media_id)] = repo.rules_for_post(
+            session=session, account_id=account_id, media_id=media_id
+        )
     return rules
 
 

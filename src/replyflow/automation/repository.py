@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import ColumnElement, Table, delete, exists, func, insert, literal, select, update
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from replyflow.automation.models import KnownMedia, Rule, RuleUserClaim, Run, RunStep
@@ -32,6 +34,34 @@ def rules_in_order(*, session: Session, account_id: str, enabled_only: bool = Tr
 
 
 _STEP_BUFFER = "replyflow.automation.step_buffer"
+
+
+def rules_for_post(*, session: Session, account_id: str, media_id: str) -> list[Rule]:
+    """The account's enabled rules worth trying for a comment on ``media_id``, in the order they are tried.
+
+    Rules for other posts only are left out but the first of them: every check before the post's is the same for
+    all enabled rules, so they would all stop at the same check with the same reason, and the first stands for them
+    all. So the decision and its reason are what trying every rule gives, and an account with rules for many posts
+    reads and tries this post's rules only (the post is looked up in the rule's list by the database).
+    """
+    query = select(Rule).where(Rule.account_id == account_id, Rule.deleted_at.is_(None), Rule.enabled.is_(True))
+    order = (Rule.priority, Rule.created_at, Rule.id)
+    on_post = _lists_media(session, media_id)
+    specific = Rule.posts_mode == "specific"
+    rules = list(session.scalars(query.where(~specific | on_post).order_by(*order)))
+    stand_in = session.scalar(query.where(specific, ~on_post).order_by(*order).limit(1))
+    if stand_in is not None:
+        rules.append(stand_in)
+        rules.sort(key=lambda rule: (rule.priority, rule.created_at, rule.id))
+    return rules
+
+
+def _lists_media(session: Session, media_id: str) -> ColumnElement[bool]:
+    """SQL: the rule's ``media_ids`` (a JSON list) holds ``media_id``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(ColumnElement[bool], sql_cast(Rule.media_ids, JSONB).has_key(media_id))
+    items = func.json_each(Rule.media_ids).table_valued("value")
+    return exists(select(literal(1)).select_from(items).where(items.c.value == media_id))
 
 
 def add_step(
