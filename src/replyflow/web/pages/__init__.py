@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from replyflow.web.pages import accounts, activity, analytics, conversations, integrations, overview, rules, sandbox
+from replyflow.web.pages import (
+    accounts,
+    activity,
+    analytics,
+    audit,
+    conversations,
+    integrations,
+    members,
+    overview,
+    rules,
+    sandbox,
+)
 
 PAGE_ROUTERS: tuple[APIRouter, ...] = (
     overview.router,
@@ -15,4 +26,6 @@ PAGE_ROUTERS: tuple[APIRouter, ...] = (
     conversations.router,
     analytics.router,
     sandbox.router,
+    members.router,
+    audit.router,
 )
