@@ -20,7 +20,7 @@ from replyflow.app import create_app
 from replyflow.audit.models import AuditEvent
 from replyflow.runtime import Runtime
 from replyflow.workspaces import service, users
-from replyflow.workspaces.models import Invitation, User
+from replyflow.workspaces.models import ApiKey, Invitation, User
 from tests.web.conftest import PASSWORD, WebUser, csrf_of, sign_in
 
 LINK = re.compile(r"http://testserver/invite/([A-Za-z0-9_\-]{40,})")
@@ -250,3 +250,38 @@ def test_a_mail_server_that_is_down_still_leaves_the_owner_the_link(make_setting
     finally:
         client.close()
         runtime.close()
+
+
+# -- API keys --------------------------------------------------------------------------------------------------
+
+KEY = re.compile(r'value="(rf_[A-Za-z0-9_\-]{20,})"')
+
+
+def test_owners_create_and_revoke_api_keys_and_everyone_else_only_sees_them(
+    signed_in: TestClient, web_user: WebUser, runtime: Runtime, app: Any
+) -> None:
+    created = signed_in.post("/app/keys", data={"csrf_token": csrf_of(signed_in), "label": "Zapier"})
+    assert created.status_code == 201 and "shown only this once" in created.text
+    found = KEY.search(created.text)
+    assert found
+    secret = found.group(1)
+    assert signed_in.get("/api/audit-log", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    listed = signed_in.get("/app/keys").text
+    assert secret[:11] in listed and secret not in listed and "Zapier" in listed
+
+    with runtime.session() as session:
+        workspace = service.get_workspace(session=session, ref=web_user.workspace_id)
+        users.create_user(session=session, workspace=workspace, email="ro@example.com", password=PASSWORD, role="admin")
+        key_id = session.scalars(select(ApiKey.id).where(ApiKey.label == "Zapier")).one()
+    admin = TestClient(app, raise_server_exceptions=False)
+    sign_in(admin, "ro@example.com", PASSWORD)
+    seen = admin.get("/app/keys").text
+    assert secret[:11] in seen and "Create key" not in seen and "Revoke" not in seen
+    assert admin.post(f"/app/keys/{key_id}/revoke", data={"csrf_token": csrf_of(admin)}).status_code == 403
+
+    revoked = signed_in.post(f"/app/keys/{key_id}/revoke", data={"csrf_token": csrf_of(signed_in)})
+    assert "stopped working" in revoked.text
+    assert signed_in.get("/api/audit-log", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+    actions = _actions(runtime, web_user.workspace_id)
+    assert (web_user.email, "api_key.created", f"{secret[:11]}…") in actions
+    assert (web_user.email, "api_key.revoked", f"{secret[:11]}…") in actions

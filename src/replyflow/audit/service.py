@@ -17,7 +17,7 @@ _SENTENCES: dict[str, str] = {
     "member.password_changed": "set a new password for {target}",
     "member.removed": "removed {target} ({role}) from the workspace",
     "invitation.created": "invited {target} as {role}",
-    "invitation.accepted": "accepted the invitation and joined as {role}",
+    "invitation.accepted": "accepted the invitation to join as {role}",
     "invitation.revoked": "withdrew the invitation for {target}",
     "invitation.deleted": "deleted the invitation for {target}",
     "api_key.created": "created the API key {target}",
@@ -73,6 +73,8 @@ def describe(event: AuditEvent) -> str:
         "fields": ", ".join(words) or "settings",
     }
     template = _SENTENCES.get(event.action)
+    if event.action == "member.added" and event.actor_label == event.target_label:
+        template = "joined the workspace as {role}"  # by an invitation link
     if template is None:
         return f"{event.action.replace('.', ' ').replace('_', ' ')} {values['target']}".strip()
     return template.format(**values)

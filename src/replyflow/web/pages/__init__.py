@@ -11,6 +11,7 @@ from replyflow.web.pages import (
     audit,
     conversations,
     integrations,
+    keys,
     members,
     overview,
     rules,
@@ -27,5 +28,6 @@ PAGE_ROUTERS: tuple[APIRouter, ...] = (
     analytics.router,
     sandbox.router,
     members.router,
+    keys.router,
     audit.router,
 )
