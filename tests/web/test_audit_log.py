@@ -123,31 +123,13 @@ def _cli(tmp_path: Path, *args: str, stdin: str = "") -> str:
 
 def test_the_command_line_signs_its_changes(tmp_path: Path) -> None:
     created = json.loads(_cli(tmp_path, "workspace", "create", "Cli Roastery", "--json").splitlines()[-1])
-    _cli(
-        tmp_path,
-        "user",
-        "create",
-        "--workspace",
-        "Cli Roastery",
-        "--email",
-        "o@example.com",
-        "--password-stdin",
-        stdin="a long enough password\n",
-    )
-    added = _cli(
-        tmp_path,
-        "user",
-        "create",
-        "--workspace",
-        "Cli Roastery",
-        "--email",
-        "m@example.com",
-        "--role",
-        "admin",
-        "--password-stdin",
-        "--json",
-        stdin="a long enough password\n",
-    )
+
+    def add_user(email: str, *extra: str) -> str:
+        password = "a long enough password\n"
+        return _cli(tmp_path, "user", "create", "--workspace", "Cli Roastery", "--email", email, *extra, stdin=password)
+
+    add_user("o@example.com", "--password-stdin")
+    added = add_user("m@example.com", "--role", "admin", "--password-stdin", "--json")
     assert json.loads(added.splitlines()[-1])["role"] == "admin"
     listed = _cli(tmp_path, "user", "list", "--workspace", "Cli Roastery", "--json")
     assert [u["role"] for u in json.loads(listed.splitlines()[-1])["items"]] == ["owner", "admin"]
