@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 
 from replyflow.app import create_app
 from replyflow.audit.models import AuditEvent
+from replyflow.logging import redact_text
 from replyflow.runtime import Runtime
 from replyflow.workspaces import service, users
 from replyflow.workspaces.models import ApiKey, Invitation, User
@@ -68,6 +69,7 @@ def test_invite_join_and_the_link_works_once(
         stored = session.scalars(select(Invitation)).one()
         assert stored.role == "admin" and secret not in stored.token_hash  # only a hash is kept
         assert stored.expires_at - stored.created_at == dt.timedelta(days=7)
+    assert secret not in redact_text(f"page_failed path={path}")  # should a log line ever name the page
     listed = signed_in.get("/app/members").text
     assert "Waiting to join" in listed and "ana.lopez@example.com" in listed
     assert secret not in listed  # the link was shown once
@@ -285,3 +287,64 @@ def test_owners_create_and_revoke_api_keys_and_everyone_else_only_sees_them(
     actions = _actions(runtime, web_user.workspace_id)
     assert (web_user.email, "api_key.created", f"{secret[:11]}…") in actions
     assert (web_user.email, "api_key.revoked", f"{secret[:11]}…") in actions
+
+
+# -- two owners demoting each other at once (PostgreSQL) ----------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_two_owners_demoting_each_other_at_once_leave_one_owner(make_settings: Any, postgres_url: str) -> None:
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    from replyflow.db import Base
+    from replyflow.workspaces import members
+    from replyflow.workspaces.members import LastOwner
+
+    runtime = Runtime(make_settings(database_url=postgres_url))
+    Base.metadata.create_all(runtime.engine)
+    try:
+        with runtime.session() as session:
+            workspace, _ = service.create_workspace(session=session, name="Two owners")
+            ids = [
+                users.create_user(
+                    session=session, workspace=workspace, email=f"o{i}@example.com", password=PASSWORD, role="owner"
+                ).id
+                for i in (1, 2)
+            ]
+            workspace_id = workspace.id
+        outcome: dict[str, Any] = {}
+
+        def demote_second() -> None:
+            try:
+                with runtime.session() as other:
+                    ws = service.get_workspace(session=other, ref=workspace_id)
+                    members.change_role(session=other, workspace=ws, user_id=ids[1], role="member")
+                outcome["second"] = "demoted"
+            except LastOwner:
+                outcome["second"] = "refused"
+
+        with runtime.session() as first:
+            ws = service.get_workspace(session=first, ref=workspace_id)
+            members.change_role(session=first, workspace=ws, user_id=ids[0], role="member")
+            thread = threading.Thread(target=demote_second)
+            thread.start()
+            # Wait until the second transaction is queued behind this one's row lock, then commit. (Asked on
+            # another connection: inside a transaction PostgreSQL's activity view is a frozen snapshot.)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with runtime.engine.connect() as probe:
+                    query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    if probe.execute(text(query)).scalar_one() >= 1:
+                        break
+                time.sleep(0.02)
+            else:
+                pytest.fail("the second demotion never waited for the first")
+        thread.join(timeout=10)
+        assert outcome == {"second": "refused"}
+        with runtime.session() as session:
+            assert members.count_owners(session=session, workspace_id=workspace_id) == 1
+    finally:
+        runtime.close()

@@ -186,6 +186,9 @@ def test_a_member_sees_no_button_for_what_the_server_refuses(client: TestClient,
     overview = client.get("/app").text
     assert 'href="/app/integrations"' not in overview.split("</nav>")[0]
     assert 'href="/app/members"' in overview and 'href="/app/audit"' in overview
+    accounts_page = client.get("/app/accounts").text
+    assert "Ask an owner or admin of the workspace to connect it" in accounts_page
+    assert "Connect your first account" not in accounts_page
     members_page = client.get("/app/members")
     assert members_page.status_code == 200
     assert "Invite someone" not in members_page.text and "Change role" not in members_page.text

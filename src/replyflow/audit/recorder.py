@@ -250,21 +250,23 @@ def _row(obj: Any, spec: _Audited, change: Change, actor: Actor, now: dt.datetim
 
 
 def _after_flush(session: Session, _context: Any) -> None:
-    if not (session.new or session.dirty or session.deleted):
+    # Runs after every flush, the automation's too: a few set lookups when nothing audited changed.
+    new, dirty, deleted = session.new, session.dirty, session.deleted
+    if not (new or dirty or deleted):
         return
     actor = current_actor(session)
     who = actor or SYSTEM
     now = utcnow()
     rows: list[dict[str, Any]] = []
-    for obj in session.new:
+    for obj in new:
         spec = _AUDITED.get(type(obj))
         if spec is not None:
             rows.append(_row(obj, spec, spec.created(obj), who, now))
-    for obj in session.dirty:
+    for obj in dirty:
         spec = _AUDITED.get(type(obj))
         if spec is not None and session.is_modified(obj, include_collections=False):
             rows.extend(_row(obj, spec, change, who, now) for change in spec.updated(obj, actor))
-    for obj in session.deleted:
+    for obj in deleted:
         spec = _AUDITED.get(type(obj))
         if spec is not None and spec.kind != "workspace":  # its log goes with it
             rows.append(_row(obj, spec, spec.deleted(obj), who, now))

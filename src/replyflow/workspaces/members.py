@@ -186,7 +186,14 @@ def count_owners(*, session: Session, workspace_id: str) -> int:
 
 
 def _guard_last_owner(session: Session, user: User, action: str) -> None:
-    if user.role == Role.OWNER and count_owners(session=session, workspace_id=user.workspace_id) <= 1:
+    if user.role != Role.OWNER:
+        return
+    # Locking the owners' rows (PostgreSQL; SQLite writers already take turns) makes two owners demoting each
+    # other at the same moment wait for one another, so the second sees the first's change and is refused.
+    owners = session.scalars(
+        select(User.id).where(User.workspace_id == user.workspace_id, User.role == Role.OWNER).with_for_update()
+    ).all()
+    if len(owners) <= 1:
         raise LastOwner(
             f"{user.email} is the workspace's only owner, so they cannot be {action}.",
             hint="Make another member an owner first; then this change is possible.",
