@@ -79,6 +79,6 @@ def check_permission(role: str, permission: Permission) -> None:
     label = ROLE_LABELS[Role(role)].lower() if role in set(Role) else role
     raise RoleForbidden(
         f"Your role in this workspace ({label}) cannot {_ACTIONS[permission]}.",
-        hint=f"Ask one of the workspace's {names} to do it, or to change your role on the Members page.",
+        hint=f"Ask one of the workspace's {names} to do it, or an owner to change your role on the Members page.",
         extra={"role": role, "allowed_roles": [r.value for r in allowed]},
     )
