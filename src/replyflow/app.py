@@ -28,6 +28,7 @@ ROUTER_MODULES = (
     "replyflow.conversations.api",
     "replyflow.analytics.api",
     "replyflow.monitoring.api",
+    "replyflow.audit.api",
     "replyflow.web.views",
 )
 

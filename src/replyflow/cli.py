@@ -254,7 +254,10 @@ def _runtime() -> Any:
 
         if settings.is_sqlite:
             run_migrations(settings.database_url)
+        from replyflow.audit.recorder import COMMAND_LINE, act_as_by_default
+
         _RUNTIME = Runtime(settings)
+        act_as_by_default(_RUNTIME.session_factory, COMMAND_LINE)  # the audit log says "command line"
         _verify_keys_or_exit(_RUNTIME)
     return _RUNTIME
 

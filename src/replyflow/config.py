@@ -89,6 +89,14 @@ class Settings(BaseSettings):
     # How long a worker holds a run before another may take it over (it must outlast a few Graph calls).
     # Renewed by the owning process's heartbeat every third of it: only a dead process's lease runs out.
     run_lease_seconds: int = Field(default=30, ge=2, le=3600)
+    # Outgoing email (invitations). Unset host: no email; the invitation link is shown to the owner to pass on.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str | None = None
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool | None = None
 
@@ -141,11 +149,28 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "meta_app_secret", "meta_app_secret_previous", "webhook_verify_token", "instagram_app_secret", mode="before"
+        "meta_app_secret",
+        "meta_app_secret_previous",
+        "webhook_verify_token",
+        "instagram_app_secret",
+        "smtp_password",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("smtp_host", "smtp_username", "smtp_from", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _check_from(cls, value: str | None) -> str | None:
+        if value is not None and not re.search(r"[^@\s<]+@[^@\s>]+\.[^@\s>]+", value):
+            raise ValueError("must be an email address, e.g. replyflow@example.com or 'replyflow <me@example.com>'")
+        return value
 
     @field_validator("secret_key", mode="before")
     @classmethod
@@ -168,6 +193,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return parse_quota(value)
         return value
+
+    @model_validator(mode="after")
+    def _check_smtp(self) -> Settings:
+        if self.smtp_host is not None and self.smtp_from is None:
+            raise ValueError("REPLYFLOW_SMTP_FROM is required when REPLYFLOW_SMTP_HOST is set (the sender address)")
+        if self.smtp_password is not None and self.smtp_username is None:
+            raise ValueError("REPLYFLOW_SMTP_USERNAME is required when REPLYFLOW_SMTP_PASSWORD is set")
+        return self
 
     @model_validator(mode="after")
     def _resolve_sandbox(self) -> Settings:

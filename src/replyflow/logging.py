@@ -21,6 +21,7 @@ _TOKEN_PATTERNS = [
     re.compile(r"(?i)(access_token|appsecret_proof|client_secret|fb_exchange_token|input_token|code)=([^&\s\"']+)"),
     re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._\-|]{8,}"),
     re.compile(r"\b\d{6,}\|[A-Za-z0-9]{16,}"),  # app access token app_id|app_secret
+    re.compile(r"/invite/[A-Za-z0-9_\-]{16,}"),  # an invitation link lets its holder join a workspace
 ]
 # One pass that finds whether any pattern could match, so the common line (no credential in it) costs one search.
 _ANY_TOKEN = re.compile(

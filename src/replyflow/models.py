@@ -6,12 +6,13 @@ import importlib
 
 from replyflow.db import Base
 
-DOMAINS = ("workspaces", "accounts", "webhooks", "automation", "conversations", "analytics", "web")
+DOMAINS = ("workspaces", "accounts", "webhooks", "automation", "conversations", "analytics", "web", "audit")
 
 
 def load_all() -> type[Base]:
     for domain in DOMAINS:
         importlib.import_module(f"replyflow.{domain}.models")
+    importlib.import_module("replyflow.audit.recorder")  # records every flush's changes to the audited models
     return Base
 
 

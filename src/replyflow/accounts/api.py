@@ -36,7 +36,8 @@ from replyflow.graph_access import GraphDep
 from replyflow.monitoring.alerts import account_alerts
 from replyflow.monitoring.schemas import AlertOut
 from replyflow.pagination import ListPage, paginate
-from replyflow.workspaces.auth import CurrentWorkspace
+from replyflow.workspaces.auth import CurrentWorkspace, allowed
+from replyflow.workspaces.roles import Permission
 
 router = APIRouter(tags=["accounts"])
 
@@ -115,7 +116,7 @@ def get_account(account_id: str, request: Request, session: SessionDep, workspac
     return _with_alerts(session, account, request)
 
 
-@router.delete("/api/accounts/{account_id}", status_code=204)
+@router.delete("/api/accounts/{account_id}", status_code=204, dependencies=allowed(Permission.MANAGE_ACCOUNTS))
 def disconnect_account(account_id: str, session: SessionDep, workspace: CurrentWorkspace) -> Response:
     """Disconnect: the token is deleted and automation stops; connecting the same Page again restores its rules."""
     account = repository.get_account(session=session, workspace_id=workspace.id, account_id=account_id)
@@ -191,6 +192,7 @@ def _media_out(media: Any) -> MediaOut:
 @router.post(
     "/api/instagram/convert-token",
     response_model=ConversionOut,
+    dependencies=allowed(Permission.MANAGE_ACCOUNTS),
     openapi_extra=_body_doc(ConvertTokenIn),
     responses={422: {"description": "token_format_invalid / wrong_token_type"}, 502: {"description": "Meta failed"}},
 )
@@ -221,6 +223,7 @@ def get_conversion(conversion_id: str, session: SessionDep, workspace: CurrentWo
 @router.post(
     "/api/instagram/save-page-token",
     response_model=SavedAccountOut,
+    dependencies=allowed(Permission.MANAGE_ACCOUNTS),
     status_code=201,
     openapi_extra=_body_doc(SavePageTokenIn),
     responses={200: {"description": "An existing account was updated", "model": SavedAccountOut}},
@@ -276,7 +279,9 @@ async def save_instagram_token_route(
 # -- Connect with Facebook -------------------------------------------------------------------------------------
 
 
-@router.post("/api/instagram/oauth/start", response_model=OAuthStartOut)
+@router.post(
+    "/api/instagram/oauth/start", response_model=OAuthStartOut, dependencies=allowed(Permission.MANAGE_ACCOUNTS)
+)
 def start_oauth(request: Request, session: SessionDep, workspace: CurrentWorkspace, graph: GraphDep) -> JSONResponse:
     """Begin Connect with Facebook: open ``authorize_url`` in this browser (a cookie binds the flow to it)."""
     settings = request.app.state.settings

@@ -19,7 +19,8 @@ from replyflow.graph.client import GraphClient
 from replyflow.graph.errors import GraphError
 from replyflow.graph_access import GraphDep
 from replyflow.pagination import ListPage
-from replyflow.workspaces.auth import CurrentWorkspace
+from replyflow.workspaces.auth import CurrentWorkspace, allowed
+from replyflow.workspaces.roles import Permission
 
 router = APIRouter(prefix="/api", tags=["automation"])
 
@@ -47,7 +48,7 @@ def _media_checker(graph: GraphClient, settings: Settings) -> service.MediaCheck
     return unknown_media
 
 
-@router.post("/rules", status_code=201, response_model=RuleOut)
+@router.post("/rules", status_code=201, response_model=RuleOut, dependencies=allowed(Permission.MANAGE_RULES))
 async def create_rule(
     body: RuleCreate,
     request: Request,
@@ -92,7 +93,7 @@ def get_rule(rule_id: str, session: SessionDep, workspace: CurrentWorkspace) -> 
     return service.rule_out(repository.get_rule(session=session, workspace_id=workspace.id, rule_id=rule_id))
 
 
-@router.patch("/rules/{rule_id}", response_model=RuleOut)
+@router.patch("/rules/{rule_id}", response_model=RuleOut, dependencies=allowed(Permission.MANAGE_RULES))
 async def update_rule(
     rule_id: str, body: RuleUpdate, request: Request, session: SessionDep, workspace: CurrentWorkspace, graph: GraphDep
 ) -> RuleOut:
@@ -107,7 +108,7 @@ async def update_rule(
     return service.rule_out(rule)
 
 
-@router.delete("/rules/{rule_id}", status_code=204)
+@router.delete("/rules/{rule_id}", status_code=204, dependencies=allowed(Permission.MANAGE_RULES))
 def delete_rule(rule_id: str, session: SessionDep, workspace: CurrentWorkspace) -> Response:
     service.delete_rule(session=session, workspace_id=workspace.id, rule_id=rule_id)
     return Response(status_code=204)

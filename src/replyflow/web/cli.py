@@ -26,9 +26,16 @@ def register(group: click.Group) -> None:
     @user_group.command("create")
     @click.option("--workspace", "workspace_ref", required=True, help="Workspace id or name.")
     @click.option("--email", required=True, help="The address the person signs in with.")
+    @click.option(
+        "--role",
+        type=click.Choice(["owner", "admin", "member"]),
+        default=None,
+        help="owner: everything, including members and API keys; admin: accounts and rules; member: reads "
+        "everything and manages rules. Default: owner for the workspace's first user, member after that.",
+    )
     @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on the last line.")
-    def user_create(workspace_ref: str, email: str, password_stdin: bool, as_json: bool) -> None:
+    def user_create(workspace_ref: str, email: str, role: str | None, password_stdin: bool, as_json: bool) -> None:
         """Create a dashboard user in a workspace."""
         from replyflow.workspaces import service, users
 
@@ -36,12 +43,14 @@ def register(group: click.Group) -> None:
         password = _read_password(password_stdin)
         with runtime.session() as session:
             workspace = service.get_workspace(session=session, ref=workspace_ref)
-            user = users.create_user(session=session, workspace=workspace, email=email, password=password)
-            result = {"user_id": user.id, "workspace_id": workspace.id, "email": user.email}
+            user = users.create_user(session=session, workspace=workspace, email=email, password=password, role=role)
+            result = {"user_id": user.id, "workspace_id": workspace.id, "email": user.email, "role": user.role}
         if as_json:
             emit_json(result)
         else:
-            click.echo(f"User {result['email']} can now sign in at {runtime.settings.public_url}/login")
+            click.echo(
+                f"User {result['email']} ({result['role']}) can now sign in at {runtime.settings.public_url}/login"
+            )
 
     @user_group.command("set-password")
     @click.option("--email", required=True, help="The user's email address.")
@@ -72,6 +81,7 @@ def register(group: click.Group) -> None:
                 {
                     "user_id": u.id,
                     "email": u.email,
+                    "role": u.role,
                     "created_at": u.created_at.isoformat(),
                     "last_login_at": u.last_login_at.isoformat() if u.last_login_at else None,
                 }
@@ -81,4 +91,4 @@ def register(group: click.Group) -> None:
             emit_json({"items": rows})
         else:
             for row in rows:
-                click.echo(f"{row['email']}  last sign-in: {row['last_login_at'] or 'never'}")
+                click.echo(f"{row['email']}  {row['role']}  last sign-in: {row['last_login_at'] or 'never'}")

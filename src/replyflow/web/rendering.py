@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
 import jinja2
-from fastapi import Depends, Request
+from fastapi import Depends, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from markupsafe import Markup
@@ -27,6 +27,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from replyflow.audit.recorder import Actor, act_as
 from replyflow.config import Settings
 from replyflow.db import utcnow
 from replyflow.errors import ReplyflowError
@@ -35,6 +36,7 @@ from replyflow.graph_access import APP_STATE_TRANSPORT, open_graph
 from replyflow.logging import get_logger
 from replyflow.web import sessions
 from replyflow.web.sessions import SignedIn
+from replyflow.workspaces.roles import Permission, can, check_permission
 
 log = get_logger("replyflow.web")
 
@@ -54,7 +56,11 @@ NAVIGATION: tuple[tuple[str, str, bool], ...] = (
     ("/app/conversations", "Conversations", False),
     ("/app/analytics", "Analytics", False),
     ("/app/sandbox", "Sandbox", True),
+    ("/app/members", "Members", False),
+    ("/app/audit", "Audit log", False),
 )
+# Links shown only to roles that may use what is behind them (the routes themselves refuse everyone else).
+NAVIGATION_PERMISSIONS: dict[str, Permission] = {"/app/integrations": Permission.MANAGE_ACCOUNTS}
 
 
 class LoginRequired(Exception):
@@ -183,8 +189,11 @@ def render(
         "csrf_token": signed_in.csrf_token if signed_in else "",
         "sandbox": settings.is_sandbox,
         "navigation": [
-            (href, label) for href, label, sandbox_only in NAVIGATION if settings.is_sandbox or not sandbox_only
+            (href, label)
+            for href, label, sandbox_only in NAVIGATION
+            if (settings.is_sandbox or not sandbox_only) and _may_see(signed_in, href)
         ],
+        "can": permissions_of(signed_in),
         "flash": flash,
         "now": utcnow(),
     }
@@ -194,6 +203,16 @@ def render(
     if flash is not None:
         response.delete_cookie(FLASH_COOKIE, path="/")
     return response
+
+
+def permissions_of(signed_in: SignedIn | None) -> dict[str, bool]:
+    """``can.manage_accounts`` and friends, for templates to hide what the server would refuse anyway."""
+    return {p.value: signed_in is not None and can(signed_in.user.role, p) for p in Permission}
+
+
+def _may_see(signed_in: SignedIn | None, href: str) -> bool:
+    needed = NAVIGATION_PERMISSIONS.get(href)
+    return needed is None or (signed_in is not None and can(signed_in.user.role, needed))
 
 
 def redirect(request: Request, url: str, *, flash: tuple[str, str] | None = None) -> Response:
@@ -276,10 +295,28 @@ def signed_in_user(request: Request, db: PageDb, form: SubmittedForm) -> SignedI
             given = value if isinstance(value, str) else None
         sessions.check_csrf(signed_in=found, given=given)
     request.state.session_workspace_id = found.workspace.id
+    request.state.session_user_id = found.user.id
+    act_as(db, Actor.user(found.user))
     return found
 
 
 CurrentUser = Annotated[SignedIn, Depends(signed_in_user)]
+
+
+def page_requires(permission: Permission) -> Callable[[SignedIn], SignedIn]:
+    """A page dependency: the "Not allowed" page (403) unless the signed-in person's role has ``permission``."""
+
+    def dependency(signed_in: CurrentUser) -> SignedIn:
+        check_permission(signed_in.user.role, permission)
+        return signed_in
+
+    dependency.__name__ = f"page_requires_{permission.value}"
+    return dependency
+
+
+def page_allowed(permission: Permission) -> list[params.Depends]:
+    """``dependencies=page_allowed(...)`` on a page route's decorator."""
+    return [Depends(page_requires(permission))]
 
 
 # -- errors --------------------------------------------------------------------------------------------------

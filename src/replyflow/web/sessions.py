@@ -193,14 +193,20 @@ def login_nonce_matches(*, settings: Settings, cookie_value: str | None, given: 
     return isinstance(nonce, str) and csrf_matches(nonce, given)
 
 
-def api_workspace_id(*, request: Request, session: Session, settings: Settings) -> str | None:
-    """For ``/api/*`` without an API key: the session's workspace, with the CSRF header required on writes."""
+def api_signed_in(*, request: Request, session: Session, settings: Settings) -> SignedIn | None:
+    """For ``/api/*`` without an API key: the session's user, with the CSRF header required on writes."""
     signed_in = resolve_session(session=session, settings=settings, cookie_value=request.cookies.get(SESSION_COOKIE))
     if signed_in is None:
         return None
     if request.method not in SAFE_METHODS:
         check_csrf(signed_in=signed_in, given=request.headers.get(CSRF_HEADER))
-    return signed_in.workspace.id
+    return signed_in
+
+
+def api_workspace_id(*, request: Request, session: Session, settings: Settings) -> str | None:
+    """For ``/api/*`` without an API key: the session's workspace, with the CSRF header required on writes."""
+    signed_in = api_signed_in(request=request, session=session, settings=settings)
+    return signed_in.workspace.id if signed_in is not None else None
 
 
 # -- flash messages ------------------------------------------------------------------------------------------

@@ -58,13 +58,11 @@ def get_workspace(*, session: Session, ref: str) -> Workspace:
     return workspace
 
 
-def authenticate(*, session: Session, secret: str) -> Workspace | None:
+def authenticate_key(*, session: Session, secret: str) -> ApiKey | None:
+    """The live key behind ``secret``, or ``None``."""
     if not secret.startswith(KEY_PREFIX):
         return None
-    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret), ApiKey.revoked_at.is_(None)))
-    if key is None:
-        return None
-    return session.get(Workspace, key.workspace_id)
+    return session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret), ApiKey.revoked_at.is_(None)))
 
 
 def list_keys(*, session: Session, workspace: Workspace) -> list[ApiKey]:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from replyflow.db import utcnow
 from replyflow.errors import Conflict, NotFound, ValidationFailed
 from replyflow.workspaces.models import User, Workspace
+from replyflow.workspaces.roles import Role, parse_role
 
 PASSWORD_MIN_CHARS = 10
 PASSWORD_MAX_CHARS = 1024
@@ -54,15 +55,19 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def create_user(*, session: Session, workspace: Workspace, email: str, password: str) -> User:
+def create_user(*, session: Session, workspace: Workspace, email: str, password: str, role: str | None = None) -> User:
+    """A dashboard user; without ``role``, the workspace's first user is its owner and later ones are members."""
     email = check_email(email)
     check_password(password)
+    if role is None:
+        role = Role.OWNER if count_users(session=session, workspace_id=workspace.id) == 0 else Role.MEMBER
+    role = parse_role(role)
     if session.scalar(select(User).where(User.email == email)) is not None:
         raise Conflict(
             f"A user with the email {email} already exists.",
             hint="Sign in with it, or set a new password with 'replyflow user set-password'.",
         )
-    user = User(workspace_id=workspace.id, email=email, password_hash=hash_password(password))
+    user = User(workspace_id=workspace.id, email=email, password_hash=hash_password(password), role=role.value)
     session.add(user)
     session.flush()
     return user
@@ -118,7 +123,9 @@ def ensure_demo_user(*, session: Session, workspace: Workspace, reset_password: 
     password = secrets.token_urlsafe(12)
     if user is None:
         return DemoUser(
-            user=create_user(session=session, workspace=workspace, email=DEMO_EMAIL, password=password),
+            user=create_user(
+                session=session, workspace=workspace, email=DEMO_EMAIL, password=password, role=Role.OWNER
+            ),
             password=password,
         )
     if user.workspace_id != workspace.id:

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from replyflow.web.pages import accounts, activity, analytics, conversations, integrations, overview, rules, sandbox
+from replyflow.web.pages import (
+    accounts,
+    activity,
+    analytics,
+    audit,
+    conversations,
+    integrations,
+    keys,
+    members,
+    overview,
+    rules,
+    sandbox,
+)
 
 PAGE_ROUTERS: tuple[APIRouter, ...] = (
     overview.router,
@@ -15,4 +27,7 @@ PAGE_ROUTERS: tuple[APIRouter, ...] = (
     conversations.router,
     analytics.router,
     sandbox.router,
+    members.router,
+    keys.router,
+    audit.router,
 )

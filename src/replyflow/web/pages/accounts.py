@@ -20,7 +20,17 @@ from replyflow.automation.models import Run
 from replyflow.automation.quota import build_quota_gate
 from replyflow.db import utcnow
 from replyflow.graph.errors import GraphError
-from replyflow.web.rendering import CurrentUser, PageDb, PageRoute, graph_for, redirect, render, settings_of
+from replyflow.web.rendering import (
+    CurrentUser,
+    PageDb,
+    PageRoute,
+    graph_for,
+    page_allowed,
+    redirect,
+    render,
+    settings_of,
+)
+from replyflow.workspaces.roles import Permission
 
 router = APIRouter(route_class=PageRoute)
 
@@ -107,13 +117,13 @@ async def check_now(request: Request, account_id: str, db: PageDb, signed_in: Cu
     return redirect(request, PATH, flash=(kind, text))
 
 
-@router.get(PATH + "/{account_id}/disconnect")
+@router.get(PATH + "/{account_id}/disconnect", dependencies=page_allowed(Permission.MANAGE_ACCOUNTS))
 def confirm_disconnect(request: Request, account_id: str, db: PageDb, signed_in: CurrentUser) -> Response:
     account = repository.get_account(session=db, workspace_id=signed_in.workspace.id, account_id=account_id)
     return render(request, "account_disconnect.html", {"account": account}, signed_in=signed_in)
 
 
-@router.post(PATH + "/{account_id}/disconnect")
+@router.post(PATH + "/{account_id}/disconnect", dependencies=page_allowed(Permission.MANAGE_ACCOUNTS))
 def disconnect(request: Request, account_id: str, db: PageDb, signed_in: CurrentUser) -> Response:
     account = repository.get_account(session=db, workspace_id=signed_in.workspace.id, account_id=account_id)
     service.disconnect_account(session=db, account=account)

@@ -37,11 +37,13 @@ from replyflow.web.rendering import (
     SubmittedForm,
     graph_for,
     is_htmx,
+    page_allowed,
     redirect,
     render,
     settings_of,
 )
 from replyflow.web.sessions import SignedIn
+from replyflow.workspaces.roles import Permission
 
 router = APIRouter(route_class=PageRoute)
 
@@ -154,7 +156,7 @@ def _page(request: Request, signed_in: SignedIn, values: dict[str, Any], *, stat
     return render(request, "integrations.html", values, signed_in=signed_in, status=status)
 
 
-@router.get(PATH)
+@router.get(PATH, dependencies=page_allowed(Permission.MANAGE_ACCOUNTS))
 def integrations(
     request: Request,
     db: PageDb,
@@ -176,7 +178,7 @@ def integrations(
     return _page(request, signed_in, values)
 
 
-@router.post(f"{PATH}/connect")
+@router.post(f"{PATH}/connect", dependencies=page_allowed(Permission.MANAGE_ACCOUNTS))
 async def connect_with_facebook(request: Request, db: PageDb, signed_in: CurrentUser) -> Response:
     """Start Facebook Login; Facebook sends the browser back to the accounts callback, which lands here."""
     settings = settings_of(request)
@@ -232,7 +234,7 @@ def _form_text(form: FormData, name: str, *, limit: int = 256) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
-@router.post(f"{PATH}/convert")
+@router.post(f"{PATH}/convert", dependencies=page_allowed(Permission.MANAGE_ACCOUNTS))
 async def convert_token(request: Request, db: PageDb, signed_in: CurrentUser, form: SubmittedForm) -> Response:
     token = _form_text(form, "user_access_token", limit=MAX_TOKEN_FIELD)
     try:
@@ -276,7 +278,7 @@ async def _save(
     return saved.account
 
 
-@router.post(f"{PATH}/save")
+@router.post(f"{PATH}/save", dependencies=page_allowed(Permission.MANAGE_ACCOUNTS))
 async def save_page(request: Request, db: PageDb, signed_in: CurrentUser, form: SubmittedForm) -> Response:
     conversion_id = _form_text(form, "conversion_id", limit=64)
     page_id = _form_text(form, "page_id", limit=64)
@@ -300,7 +302,7 @@ async def save_page(request: Request, db: PageDb, signed_in: CurrentUser, form: 
     )
 
 
-@router.post(f"{PATH}/save-page-token")
+@router.post(f"{PATH}/save-page-token", dependencies=page_allowed(Permission.MANAGE_ACCOUNTS))
 async def save_pasted_page_token(request: Request, db: PageDb, signed_in: CurrentUser, form: SubmittedForm) -> Response:
     token = _form_text(form, "page_access_token", limit=MAX_TOKEN_FIELD)
     try:

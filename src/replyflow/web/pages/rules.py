@@ -41,11 +41,13 @@ from replyflow.web.rendering import (
     SubmittedForm,
     graph_for,
     is_htmx,
+    page_allowed,
     redirect,
     render,
     settings_of,
 )
 from replyflow.web.sessions import SignedIn
+from replyflow.workspaces.roles import Permission
 
 router = APIRouter(route_class=PageRoute)
 
@@ -189,7 +191,7 @@ def rules_page(request: Request, db: PageDb, signed_in: CurrentUser, account_id:
     return render(request, "rules.html", values, signed_in=signed_in)
 
 
-@router.post(PATH + "/{rule_id}/toggle")
+@router.post(PATH + "/{rule_id}/toggle", dependencies=page_allowed(Permission.MANAGE_RULES))
 async def toggle_rule(
     request: Request, rule_id: str, db: PageDb, signed_in: CurrentUser, form: SubmittedForm
 ) -> Response:
@@ -239,7 +241,7 @@ def _builder(request: Request, signed_in: SignedIn, values: dict[str, Any], *, s
     return render(request, "rule_builder.html", values, signed_in=signed_in, status=status)
 
 
-@router.get(PATH + "/new")
+@router.get(PATH + "/new", dependencies=page_allowed(Permission.MANAGE_RULES))
 async def new_rule(request: Request, db: PageDb, signed_in: CurrentUser, account_id: str | None = None) -> Response:
     accounts = _accounts(db, signed_in)
     if not accounts:
@@ -250,7 +252,7 @@ async def new_rule(request: Request, db: PageDb, signed_in: CurrentUser, account
     return _builder(request, signed_in, _builder_values(accounts=accounts, form=form, posts=posts))
 
 
-@router.post(PATH + "/new")
+@router.post(PATH + "/new", dependencies=page_allowed(Permission.MANAGE_RULES))
 async def create_rule(request: Request, db: PageDb, signed_in: CurrentUser, form: SubmittedForm) -> Response:
     accounts = _accounts(db, signed_in)
     typed = RuleForm.from_form(form)
@@ -360,7 +362,7 @@ async def edit_rule(request: Request, rule_id: str, db: PageDb, signed_in: Curre
     return _builder(request, signed_in, values)
 
 
-@router.post(PATH + "/{rule_id}")
+@router.post(PATH + "/{rule_id}", dependencies=page_allowed(Permission.MANAGE_RULES))
 async def save_rule(
     request: Request, rule_id: str, db: PageDb, signed_in: CurrentUser, form: SubmittedForm
 ) -> Response:
@@ -389,13 +391,13 @@ async def save_rule(
     return redirect(request, PATH, flash=("success", f"“{saved.name}” is saved."))
 
 
-@router.get(PATH + "/{rule_id}/delete")
+@router.get(PATH + "/{rule_id}/delete", dependencies=page_allowed(Permission.MANAGE_RULES))
 def confirm_delete(request: Request, rule_id: str, db: PageDb, signed_in: CurrentUser) -> Response:
     rule = rules_repository.get_rule(session=db, workspace_id=signed_in.workspace.id, rule_id=rule_id)
     return render(request, "rule_delete.html", {"rule": rule}, signed_in=signed_in)
 
 
-@router.post(PATH + "/{rule_id}/delete")
+@router.post(PATH + "/{rule_id}/delete", dependencies=page_allowed(Permission.MANAGE_RULES))
 def delete_rule(request: Request, rule_id: str, db: PageDb, signed_in: CurrentUser) -> Response:
     rule = rules_repository.get_rule(session=db, workspace_id=signed_in.workspace.id, rule_id=rule_id)
     rules_service.delete_rule(session=db, workspace_id=signed_in.workspace.id, rule_id=rule.id)
