@@ -251,6 +251,7 @@ async def save_page_token(
     "/api/instagram/save-instagram-token",
     response_model=SavedAccountOut,
     status_code=201,
+    dependencies=allowed(Permission.MANAGE_ACCOUNTS),
     openapi_extra=_body_doc(SaveInstagramTokenIn),
     responses={
         200: {"description": "An existing account was updated (also one connected through Facebook Login before)"},
@@ -342,7 +343,11 @@ async def oauth_callback(request: Request, graph: GraphDep, cipher: CipherDep) -
 # -- Connect with Instagram ------------------------------------------------------------------------------------
 
 
-@router.post("/api/instagram/oauth/instagram/start", response_model=OAuthStartOut)
+@router.post(
+    "/api/instagram/oauth/instagram/start",
+    response_model=OAuthStartOut,
+    dependencies=allowed(Permission.MANAGE_ACCOUNTS),
+)
 def start_instagram_oauth(
     request: Request, session: SessionDep, workspace: CurrentWorkspace, graph: GraphDep
 ) -> JSONResponse:

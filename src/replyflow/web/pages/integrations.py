@@ -189,7 +189,7 @@ async def connect_with_facebook(request: Request, db: PageDb, signed_in: Current
     return response
 
 
-@router.post(f"{PATH}/connect-instagram")
+@router.post(f"{PATH}/connect-instagram", dependencies=page_allowed(Permission.MANAGE_ACCOUNTS))
 async def connect_with_instagram(request: Request, db: PageDb, signed_in: CurrentUser) -> Response:
     """Start Instagram Login; Instagram sends the browser back to the accounts callback, which lands here."""
     settings = settings_of(request)
@@ -202,7 +202,7 @@ async def connect_with_instagram(request: Request, db: PageDb, signed_in: Curren
     return response
 
 
-@router.post(f"{PATH}/save-instagram-token")
+@router.post(f"{PATH}/save-instagram-token", dependencies=page_allowed(Permission.MANAGE_ACCOUNTS))
 async def save_pasted_instagram_token(
     request: Request, db: PageDb, signed_in: CurrentUser, form: SubmittedForm
 ) -> Response:
