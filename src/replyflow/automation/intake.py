@@ -23,6 +23,7 @@ from replyflow.automation.models import ACTIVE_STATUSES, KnownMedia, Rule, Run, 
 from replyflow.automation.reasons import SkipReason
 from replyflow.automation.schemas import RuleSpec
 from replyflow.automation.sql import insert_ignore
+from replyflow.automation.triggers import Trigger, is_message_trigger, messaging_deadline, rule_answers
 from replyflow.automation.window import pick_delay, private_reply_deadline
 from replyflow.ids import new_id
 from replyflow.logging import get_logger
@@ -90,6 +91,7 @@ def _insert_run(*, session: Session, account: Account, event: CommentEvent, run_
             "from_id": event.from_id,
             "username": event.from_username,
             "is_live": event.is_live,
+            "trigger": Trigger.LIVE_COMMENT.value if event.is_live else Trigger.COMMENT.value,
             "comment_created_at": event.entry_time or now,
             "status": RunStatus.RECEIVED.value,
             "next_attempt_at": now,
@@ -111,6 +113,7 @@ def decide_run(
     and only the engine may ask Meta (``defer_unknown_media``); the run then stays ``received``.
     """
     rules = repo.rules_in_order(session=session, account_id=account.id)
+    rules = [rule for rule in rules if rule_answers(rule.trigger, run.trigger)]
     binds: dict[str, bool] = {}
     for rule in rules:
         if not rule.waits_for_next_post or rule.next_armed_at is None:
@@ -208,6 +211,7 @@ def _context(*, session: Session, run: Run, rule: Rule, now: dt.datetime, binds:
         parent_id=run.parent_id,
         created_at=run.comment_created_at,
         is_live=run.is_live,
+        trigger=run.trigger or Trigger.COMMENT.value,
         binds_next_post=binds.get(rule.id, False),
         already_handled_user=claim,
     )
@@ -225,6 +229,8 @@ def _dm_due_at(*, spec: RuleSpec, run: Run, now: dt.datetime) -> dt.datetime | N
         rng=random.SystemRandom(),
     )
     due = now + wait
+    if run.comment_created_at is not None and is_message_trigger(run.trigger):
+        return min(due, max(now, messaging_deadline(run.comment_created_at) - DM_DELAY_SLACK))
     if run.comment_created_at is not None:
         # Land well before the deadline: a worker must still pick the run up and Meta must still accept it.
         due = min(due, max(now, private_reply_deadline(run.comment_created_at) - DM_DELAY_SLACK))

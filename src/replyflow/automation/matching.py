@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from replyflow.automation.reasons import SkipReason
 from replyflow.automation.templates import template_variables
+from replyflow.automation.triggers import is_message_trigger, messaging_deadline
 from replyflow.automation.window import private_reply_deadline, within_window
 
 if TYPE_CHECKING:
@@ -306,6 +307,8 @@ class CommentContext:
     created_at: datetime | None = None
     #: A comment on a live video (``live_comments`` webhook field).
     is_live: bool = False
+    #: What started it (``Trigger``): for message triggers ``text`` is the DM, ``created_at`` its time.
+    trigger: str = "comment"
     #: The account's token is invalid; nothing can be sent until it is reconnected.
     account_needs_reauth: bool = False
     #: For a ``next`` rule not yet bound: this media is the first post published after the rule was saved.
@@ -403,6 +406,12 @@ def _replies_allowed(e: _Evaluation) -> Skip | None:
 
 def _inside_window(e: _Evaluation) -> Skip | None:
     created_at = e.comment.created_at
+    if created_at is not None and is_message_trigger(e.comment.trigger):
+        closes = messaging_deadline(created_at)
+        if e.now > closes:
+            detail = f"Meta's 24-hour window for answering this message closed at {closes.isoformat()}."
+            return Skip(SkipReason.WINDOW_CLOSED, detail)
+        return None
     if created_at is not None and not within_window(comment_created_at=created_at, now=e.now):
         deadline = private_reply_deadline(created_at).isoformat()
         return Skip(SkipReason.OUTSIDE_WINDOW, f"Private replies to this comment closed at {deadline}.")

@@ -20,6 +20,8 @@ class SkipReason(StrEnum):
     POST_NOT_TARGETED = "post_not_targeted"
     REPLY_TO_REPLY = "reply_to_reply"
     OUTSIDE_WINDOW = "outside_window"
+    # A DM trigger: Meta's 24-hour window the person's message opened has closed (``recipient.id`` sends only).
+    WINDOW_CLOSED = "window_closed"
     EXCLUDED_KEYWORD = "excluded_keyword"
     NO_KEYWORD = "no_keyword"
     ALREADY_TAKEN = "already_taken"
@@ -47,6 +49,9 @@ _DESCRIPTIONS: dict[SkipReason, str] = {
     SkipReason.POST_NOT_TARGETED: "The rule does not target the post this comment is on.",
     SkipReason.REPLY_TO_REPLY: "The comment is a reply to another comment and the rule skips replies.",
     SkipReason.OUTSIDE_WINDOW: "The comment is too old: Meta allows a private reply only within 7 days.",
+    SkipReason.WINDOW_CLOSED: (
+        "The message is too old: Meta allows an answer by DM only within 24 hours of the person's message."
+    ),
     SkipReason.EXCLUDED_KEYWORD: "The comment contains one of the rule's excluded words.",
     SkipReason.NO_KEYWORD: "The comment does not contain the rule's keywords.",
     SkipReason.ALREADY_TAKEN: "Another rule with a higher priority already handled this comment.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -153,6 +154,44 @@ def record_private_reply(*, session: Session, run: Run) -> Thread | None:
     session.flush()
     log.info("conversation_started", thread_id=thread.id, run_id=run.id, comment_id=run.comment_id)
     return thread
+
+
+def record_unlocked_dm(
+    *, session: Session, run: Run, text: str, message: dict[str, Any], mid: str | None, at: dt.datetime
+) -> None:
+    """The rule's DM, sent after a follow gate was passed: one more outbound message on the person's thread."""
+    igsid = run.dm_recipient_id or run.from_id
+    if not igsid:
+        return
+    thread = ensure_thread(
+        session=session,
+        workspace_id=run.workspace_id,
+        account_id=run.account_id,
+        igsid=igsid,
+        username=run.username,
+        at=at,
+    )
+    repo.insert_ignore(
+        session,
+        ThreadMessage,
+        {
+            "id": new_id("msg"),
+            "thread_id": thread.id,
+            "account_id": run.account_id,
+            "run_id": run.id,
+            "direction": Direction.OUTBOUND.value,
+            "kind": MessageKind.PRIVATE_REPLY.value,
+            "mid": mid,
+            "dedupe_key": mid or f"unlocked:{run.id}",
+            "text": text,
+            "payload": message,
+            "created_at": at,
+            "recorded_at": clock.now(),
+        },
+    )
+    if thread.last_message_at is None or at > thread.last_message_at:
+        thread.last_message_at = at
+    thread.updated_at = clock.now()
 
 
 def thread_for_person(*, session: Session, account: Account, igsid: str) -> Thread | None:

@@ -1,0 +1,71 @@
+"""rule triggers and the follow gate
+
+Revision ID: 0002_triggers_follow_gate
+Revises: 0001_initial
+Create Date: 2026-12-04 20:30:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import replyflow.db
+
+revision: str = "0002_triggers_follow_gate"
+down_revision: str | None = "0001_initial"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("rules") as batch:
+        batch.add_column(sa.Column("trigger", sa.String(length=16), server_default="comment", nullable=False))
+        batch.add_column(sa.Column("follow_gate", sa.JSON(), nullable=True))
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(sa.Column("trigger", sa.String(length=16), server_default="comment", nullable=False))
+    op.create_table(
+        "follow_gates",
+        sa.Column("run_id", sa.String(length=40), nullable=False),
+        sa.Column("workspace_id", sa.String(length=40), nullable=False),
+        sa.Column("account_id", sa.String(length=40), nullable=False),
+        sa.Column("rule_id", sa.String(length=40), nullable=True),
+        sa.Column("igsid", sa.String(length=128), nullable=False),
+        sa.Column("gates_sent", sa.Integer(), nullable=False),
+        sa.Column("regate_state", sa.String(length=16), nullable=False),
+        sa.Column("taps", sa.Integer(), nullable=False),
+        sa.Column("checks", sa.Integer(), nullable=False),
+        sa.Column("follows", sa.Boolean(), nullable=True),
+        sa.Column("unlock_state", sa.String(length=16), nullable=False),
+        sa.Column("unlock_text", sa.Text(), nullable=True),
+        sa.Column("unlock_message", sa.JSON(), nullable=True),
+        sa.Column("unlock_message_id", sa.String(length=255), nullable=True),
+        sa.Column("created_at", replyflow.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", replyflow.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("first_tap_at", replyflow.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_tap_at", replyflow.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("followed_at", replyflow.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("unlocked_at", replyflow.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["rule_id"], ["rules.id"], ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("run_id"),
+    )
+    op.create_index("ix_follow_gates_account_id", "follow_gates", ["account_id"], unique=False)
+    op.create_index("ix_follow_gates_workspace_id", "follow_gates", ["workspace_id"], unique=False)
+    op.create_index("ix_follow_gates_rule_id_igsid", "follow_gates", ["rule_id", "igsid"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_follow_gates_rule_id_igsid", table_name="follow_gates")
+    op.drop_index("ix_follow_gates_workspace_id", table_name="follow_gates")
+    op.drop_index("ix_follow_gates_account_id", table_name="follow_gates")
+    op.drop_table("follow_gates")
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("trigger")
+    with op.batch_alter_table("rules") as batch:
+        batch.drop_column("follow_gate")
+        batch.drop_column("trigger")
