@@ -6,7 +6,7 @@ import importlib
 
 from replyflow.db import Base
 
-DOMAINS = ("workspaces", "accounts", "webhooks", "automation", "conversations", "analytics", "web")
+DOMAINS = ("workspaces", "accounts", "webhooks", "automation", "conversations", "contacts", "analytics", "web")
 
 
 def load_all() -> type[Base]:

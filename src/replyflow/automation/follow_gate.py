@@ -37,6 +37,7 @@ from replyflow.automation.reasons import SkipReason
 from replyflow.automation.schemas import RuleSpec
 from replyflow.automation.templates import template_variables
 from replyflow.automation.triggers import messaging_deadline
+from replyflow.contacts import service as contacts
 from replyflow.conversations.links import track_message
 from replyflow.graph.client import GraphClient
 from replyflow.graph.errors import (
@@ -279,6 +280,7 @@ def unlock_stage(engine: Engine, lease: _Lease, snap: _Snapshot) -> None:
         if follows:
             values["followed_at"] = func.coalesce(FollowGateState.followed_at, now)
         _update_gate(session, run.id, **values)
+        contacts.set_follows(session=session, account_id=run.account_id, igsid=igsid, follows=follows, at=now)
 
     verdict = "follows" if follows else ("does_not_follow" if follows is False else "unknown")
     engine._write(

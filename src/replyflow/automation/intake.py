@@ -25,6 +25,7 @@ from replyflow.automation.schemas import RuleSpec
 from replyflow.automation.sql import insert_ignore
 from replyflow.automation.triggers import Trigger, is_message_trigger, messaging_deadline, rule_answers
 from replyflow.automation.window import pick_delay, private_reply_deadline
+from replyflow.contacts import service as contacts
 from replyflow.ids import new_id
 from replyflow.logging import get_logger
 from replyflow.runtime import Runtime
@@ -51,6 +52,15 @@ def accept_comment(*, session: Session, account: Account, event: CommentEvent, r
         return
     run = session.get(Run, run_id)
     assert run is not None
+    if event.from_id and event.from_id != account.instagram_id:
+        contacts.touch(
+            session=session,
+            workspace_id=account.workspace_id,
+            account_id=account.id,
+            igsid=event.from_id,
+            username=event.from_username,
+            at=run.comment_created_at or now,
+        )
     repo.add_step(
         session=session,
         run=run,

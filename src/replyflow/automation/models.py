@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from replyflow.automation.matching import PostsMode
 from replyflow.automation.schemas import RuleSpec
@@ -114,6 +115,9 @@ class Rule(Base):
     private_reply: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     follow_up: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     follow_gate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Added to the contact of everyone the rule answers; ``collect_email``: their reply may carry an email address.
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    collect_email: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     once_per_user: Mapped[bool] = mapped_column(Boolean, default=True)
     include_replies: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -145,6 +149,8 @@ class Rule(Base):
             "private_reply": self.private_reply,
             "follow_up": self.follow_up,
             "follow_gate": self.follow_gate,
+            "tags": list(self.tags or []),
+            "collect_email": bool(self.collect_email),
             "once_per_user": self.once_per_user,
             "include_replies": self.include_replies,
             "priority": self.priority,
@@ -179,6 +185,8 @@ class Rule(Base):
         self.private_reply = data["private_reply"]
         self.follow_up = data["follow_up"]
         self.follow_gate = data["follow_gate"]
+        self.tags = list(spec.tags)
+        self.collect_email = spec.collect_email
         self.trigger = spec.trigger.value
         self.once_per_user = spec.once_per_user
         self.include_replies = spec.include_replies

@@ -166,6 +166,8 @@ PrivateReplyText = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=PRIVATE_REPLY_MAX_CHARS),
     AfterValidator(_known_variables_only),
 ]
+TagText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, pattern=r"^[^,;\n]+$")]
+TagList = Annotated[list[TagText], Field(max_length=10), AfterValidator(_dedupe)]
 DelaySeconds = Annotated[int, Field(ge=0, le=MAX_DELAY_SECONDS, strict=True)]
 
 
@@ -338,6 +340,10 @@ class RuleSpec(_Input):
     private_reply: PrivateReply | None = None
     follow_up: FollowUp | None = None
     follow_gate: FollowGate | None = None
+    #: Added to the contact of everyone the rule answers (Contacts page, ``GET /api/contacts``).
+    tags: TagList = []
+    #: The DM asks for an email address: one the person types in reply is validated and kept on their contact.
+    collect_email: bool = False
     once_per_user: bool = True
     include_replies: bool = False
     priority: Annotated[int, Field(ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT)] = 0
@@ -441,6 +447,13 @@ def _check_trigger(spec: RuleSpec) -> None:
             )
         if spec.include_replies:
             raise _fail(("include_replies",), "include_replies_not_allowed", "Only comment rules have replies.", True)
+    if spec.collect_email and spec.private_reply is None:
+        raise _fail(
+            ("collect_email",),
+            "collect_email_without_dm",
+            "The email address is collected from a reply to the rule's DM, so the rule needs a private_reply too.",
+            True,
+        )
     if spec.follow_gate is not None and spec.private_reply is None:
         raise _fail(
             ("follow_gate",),
@@ -479,6 +492,8 @@ class RuleUpdate(_Input):
     private_reply: PrivateReply | None = None
     follow_up: FollowUp | None = None
     follow_gate: FollowGate | None = None
+    tags: TagList | None = None
+    collect_email: bool | None = None
     once_per_user: bool | None = None
     include_replies: bool | None = None
     priority: Annotated[int, Field(ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT)] | None = None

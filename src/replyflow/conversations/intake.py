@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from replyflow.accounts.models import Account
 from replyflow.automation import clock, follow_gate, message_intake
 from replyflow.automation.models import Run
+from replyflow.contacts import service as contacts
 from replyflow.conversations import followups
 from replyflow.conversations import repository as repo
 from replyflow.conversations.models import (
@@ -52,6 +53,15 @@ def accept_messaging(
 ) -> None:
     """Record one messaging event on its thread (idempotent) and trigger the rule's follow-up when it is due."""
     ours = event.sender_id in {account.instagram_id, account.page_id}
+    if not ours and not isinstance(event, SeenEvent) and not (isinstance(event, MessageEvent) and event.is_echo):
+        contacts.touch(
+            session=session,
+            workspace_id=account.workspace_id,
+            account_id=account.id,
+            igsid=event.sender_id,
+            username=None,
+            at=_at(event.timestamp),
+        )
     with log_context(account_id=account.id, event_kind=event.kind):
         if isinstance(event, MessageEvent):
             if event.is_echo or ours:
@@ -140,6 +150,16 @@ def _accept_inbound(
     session.execute(
         update(Thread).where(Thread.id == thread.id).values(**counter).execution_options(synchronize_session=False)
     )
+    if run_id is not None and kind is MessageKind.USER_TEXT:
+        run = session.get(Run, run_id)
+        contacts.capture_email(
+            session=session,
+            account_id=account.id,
+            igsid=event.sender_id,
+            rule_id=run.rule_id if run is not None else None,
+            text=text,
+            at=at,
+        )
     if run_id is not None and is_tap:
         repo.bump_engagement(session=session, run_id=run_id, account_id=account.id, at=clock.now(), taps=1)
     elif run_id is not None:

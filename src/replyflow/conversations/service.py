@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from replyflow.accounts.models import Account
 from replyflow.automation import clock
 from replyflow.automation.models import Rule, Run, SendState
+from replyflow.contacts import service as contacts
 from replyflow.conversations import repository as repo
 from replyflow.conversations.links import links_of
 from replyflow.conversations.models import (
@@ -151,6 +152,15 @@ def record_private_reply(*, session: Session, run: Run) -> Thread | None:
     if thread.last_message_at is None or sent_at > thread.last_message_at:
         thread.last_message_at = sent_at
     thread.updated_at = clock.now()
+    contacts.note_answered(
+        session=session,
+        workspace_id=run.workspace_id,
+        account_id=run.account_id,
+        igsid=igsid,
+        username=run.username,
+        rule_id=run.rule_id,
+        at=sent_at,
+    )
     session.flush()
     log.info("conversation_started", thread_id=thread.id, run_id=run.id, comment_id=run.comment_id)
     return thread

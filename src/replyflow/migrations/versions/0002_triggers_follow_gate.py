@@ -24,6 +24,8 @@ def upgrade() -> None:
     with op.batch_alter_table("rules") as batch:
         batch.add_column(sa.Column("trigger", sa.String(length=16), server_default="comment", nullable=False))
         batch.add_column(sa.Column("follow_gate", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("tags", sa.JSON(), server_default="[]", nullable=False))
+        batch.add_column(sa.Column("collect_email", sa.Boolean(), server_default=sa.false(), nullable=False))
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("trigger", sa.String(length=16), server_default="comment", nullable=False))
     op.create_table(
@@ -57,9 +59,35 @@ def upgrade() -> None:
     op.create_index("ix_follow_gates_account_id", "follow_gates", ["account_id"], unique=False)
     op.create_index("ix_follow_gates_workspace_id", "follow_gates", ["workspace_id"], unique=False)
     op.create_index("ix_follow_gates_rule_id_igsid", "follow_gates", ["rule_id", "igsid"], unique=False)
+    op.create_table(
+        "contacts",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("workspace_id", sa.String(length=40), nullable=False),
+        sa.Column("account_id", sa.String(length=40), nullable=False),
+        sa.Column("igsid", sa.String(length=128), nullable=False),
+        sa.Column("username", sa.String(length=255), nullable=True),
+        sa.Column("first_seen_at", replyflow.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_seen_at", replyflow.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("rule_ids", sa.JSON(), nullable=False),
+        sa.Column("follows", sa.Boolean(), nullable=True),
+        sa.Column("follows_checked_at", replyflow.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("tags", sa.JSON(), nullable=False),
+        sa.Column("email", sa.String(length=254), nullable=True),
+        sa.Column("email_at", replyflow.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("email_rule_id", sa.String(length=40), nullable=True),
+        sa.Column("created_at", replyflow.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", replyflow.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["workspace_id"], ["workspaces.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("account_id", "igsid"),
+    )
+    op.create_index("ix_contacts_workspace_id_last_seen_at", "contacts", ["workspace_id", "last_seen_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_contacts_workspace_id_last_seen_at", table_name="contacts")
+    op.drop_table("contacts")
     op.drop_index("ix_follow_gates_rule_id_igsid", table_name="follow_gates")
     op.drop_index("ix_follow_gates_workspace_id", table_name="follow_gates")
     op.drop_index("ix_follow_gates_account_id", table_name="follow_gates")
@@ -67,5 +95,7 @@ def downgrade() -> None:
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("trigger")
     with op.batch_alter_table("rules") as batch:
+        batch.drop_column("collect_email")
+        batch.drop_column("tags")
         batch.drop_column("follow_gate")
         batch.drop_column("trigger")

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from replyflow.web.pages import accounts, activity, analytics, conversations, integrations, overview, rules, sandbox
+from replyflow.web.pages import (
+    accounts,
+    activity,
+    analytics,
+    contacts,
+    conversations,
+    integrations,
+    overview,
+    rules,
+    sandbox,
+)
 
 PAGE_ROUTERS: tuple[APIRouter, ...] = (
     overview.router,
@@ -13,6 +23,7 @@ PAGE_ROUTERS: tuple[APIRouter, ...] = (
     rules.router,
     activity.router,
     conversations.router,
+    contacts.router,
     analytics.router,
     sandbox.router,
 )
