@@ -211,6 +211,8 @@ class Run(Base):
         # alerts look for a rule's latest success and its failures since.
         Index("ix_runs_updated_at", "updated_at"),
         Index("ix_runs_rule_id_status_finished_at", "rule_id", "status", "finished_at"),
+        # Analytics per trigger reads the (few) runs that did not start from a comment.
+        Index("ix_runs_trigger_created_at", "trigger", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("run"))

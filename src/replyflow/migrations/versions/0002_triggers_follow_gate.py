@@ -28,6 +28,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("collect_email", sa.Boolean(), server_default=sa.false(), nullable=False))
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("trigger", sa.String(length=16), server_default="comment", nullable=False))
+    op.create_index("ix_runs_trigger_created_at", "runs", ["trigger", "created_at"], unique=False)
     op.create_table(
         "follow_gates",
         sa.Column("run_id", sa.String(length=40), nullable=False),
@@ -92,6 +93,7 @@ def downgrade() -> None:
     op.drop_index("ix_follow_gates_workspace_id", table_name="follow_gates")
     op.drop_index("ix_follow_gates_account_id", table_name="follow_gates")
     op.drop_table("follow_gates")
+    op.drop_index("ix_runs_trigger_created_at", table_name="runs")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("trigger")
     with op.batch_alter_table("rules") as batch:
