@@ -32,7 +32,7 @@ TRIGGER_CHOICES: tuple[tuple[str, str, str], ...] = (
     ("live_comment", "A comment during a Live", "Answered by DM only, while the broadcast runs."),
     ("story_reply", "A reply to one of your stories", "They wrote first, so the DM goes within 24 hours."),
     ("dm_keyword", "A DM with a keyword", "Any message they send you (not a tap on a button)."),
-    ("story_mention", "A mention in their story", "Thank them by DM; keywords are usually not needed."),
+    ("story_mention", "A mention in their story", "Thank them by DM (choose “Every comment” below)."),
 )
 #: Triggers that answer a message the person wrote: no public reply, no post to pick.
 MESSAGE_TRIGGERS = frozenset({"story_reply", "dm_keyword", "story_mention"})

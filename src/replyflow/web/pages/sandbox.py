@@ -59,8 +59,12 @@ def _outbox(request: Request, accounts: list[Account]) -> list[dict[str, Any]]:
 
 def dm_buttons(body: dict[str, Any]) -> list[dict[str, str]]:
     """The buttons and quick replies of a DM as sent: ``{"kind": "url"|"postback"|"quick_reply", "title", "value"}``."""
-    message = body.get("message") or {}
-    template = ((message.get("attachment") or {}).get("payload")) or {}
+    message = body.get("message")
+    if not isinstance(message, dict):
+        return []  # a public reply's body carries its text as ``message``
+    attachment = message.get("attachment")
+    template = attachment.get("payload") if isinstance(attachment, dict) else None
+    template = template if isinstance(template, dict) else {}
     found = []
     for button in template.get("buttons") or []:
         if button.get("type") == "web_url":
