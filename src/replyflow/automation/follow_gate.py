@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from replyflow.accounts.models import Account
 from replyflow.automation import clock
 from replyflow.automation import repository as repo
+from replyflow.automation.direct_messages import send_by_id
 from replyflow.automation.models import FollowGateState, Run, RunFailure, RunStatus, SendState
 from replyflow.automation.private_reply import build_message
 from replyflow.automation.reasons import SkipReason
@@ -39,6 +40,7 @@ from replyflow.automation.templates import template_variables
 from replyflow.automation.triggers import messaging_deadline
 from replyflow.contacts import service as contacts
 from replyflow.conversations.links import track_message
+from replyflow.conversations.service import record_direct_message
 from replyflow.graph.client import GraphClient
 from replyflow.graph.errors import (
     CommentFinal,
@@ -236,8 +238,6 @@ def _update_gate(session: Session, run_id: str, **values: Any) -> None:
 
 def unlock_stage(engine: Engine, lease: _Lease, snap: _Snapshot) -> None:
     """``unlocking``: the person tapped. Always ends in a stop (done, gated again, retry, failed)."""
-    from replyflow.automation.direct_messages import send_by_id
-
     run, spec = snap.run, snap.spec
     assert spec is not None
     gate = _read_gate(engine, run.id)
@@ -293,8 +293,8 @@ def unlock_stage(engine: Engine, lease: _Lease, snap: _Snapshot) -> None:
     )
     variables = template_variables(username=run.username, first_name=None, keyword=run.matched_keyword)
     if follows:
-        _unlock(engine, lease, snap, gate, variables, send_by_id)
-    _gate_again(engine, lease, snap, gate, variables, send_by_id)
+        _unlock(engine, lease, snap, gate, variables)
+    _gate_again(engine, lease, snap, gate, variables)
 
 
 def _ask_meta(engine: Engine, lease: _Lease, snap: _Snapshot, igsid: str) -> tuple[bool | None, str]:
@@ -330,7 +330,6 @@ def _unlock(
     snap: _Snapshot,
     gate: FollowGateState,
     variables: Mapping[str, str],
-    send_by_id: Any,
 ) -> None:
     run, account, spec = snap.run, snap.account, snap.spec
     assert spec is not None and spec.private_reply is not None
@@ -384,9 +383,7 @@ def _unlock(
             unlock_message_id=result.message_id,
             unlocked_at=now,
         )
-        from replyflow.conversations.service import record_unlocked_dm
-
-        record_unlocked_dm(session=session, run=stored, text=text, message=message, mid=result.message_id, at=now)
+        record_direct_message(session=session, run=stored, text=text, message=message, mid=result.message_id, at=now)
 
     engine._write(lease, step="unlocked", data={"message_id": result.message_id}, apply=sent)
     log.info("follow_gate_unlocked", run_id=run.id, message_id=result.message_id)
@@ -399,7 +396,6 @@ def _gate_again(
     snap: _Snapshot,
     gate: FollowGateState,
     variables: Mapping[str, str],
-    send_by_id: Any,
 ) -> None:
     run, account, spec = snap.run, snap.account, snap.spec
     assert spec is not None
@@ -415,7 +411,7 @@ def _gate_again(
                 "per person and rule)."
             ),
         )
-    _text, message = gate_message(spec, variables, run_id=run.id)
+    text, message = gate_message(spec, variables, run_id=run.id)
 
     def attempting(session: Session, _run: Run, _account: Account) -> None:
         _update_gate(
@@ -424,8 +420,9 @@ def _gate_again(
 
     engine._write(lease, step="gate_again_attempt", apply=attempting)
     outcome = SendState.SENT.value
+    mid: str | None = None
     try:
-        send_by_id(engine, account, recipient_id=gate.igsid, message=message)
+        mid = send_by_id(engine, account, recipient_id=gate.igsid, message=message).message_id
     except OutcomeUnknown:
         outcome = SendState.UNKNOWN.value  # a reminder that may be out: not sent again; the person can still tap
     except GraphError as exc:
@@ -436,8 +433,10 @@ def _gate_again(
         engine._write(lease, apply=not_sent)
         engine._on_graph_error(lease, snap, exc, what="send_message")
 
-    def parked(session: Session, _run: Run, _account: Account) -> None:
+    def parked(session: Session, stored: Run, _account: Account) -> None:
         _update_gate(session, run.id, regate_state=outcome)
+        if outcome == SendState.SENT.value:
+            record_direct_message(session=session, run=stored, text=text, message=message, mid=mid, at=engine.now())
 
     engine._write(
         lease,

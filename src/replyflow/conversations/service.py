@@ -117,24 +117,8 @@ def record_private_reply(*, session: Session, run: Run) -> Thread | None:
         existing.text = run.dm_text
         existing.payload = run.dm_message
     else:
-        repo.insert_ignore(
-            session,
-            ThreadMessage,
-            {
-                "id": new_id("msg"),
-                "thread_id": thread.id,
-                "account_id": run.account_id,
-                "run_id": run.id,
-                "direction": Direction.OUTBOUND.value,
-                "kind": MessageKind.PRIVATE_REPLY.value,
-                "mid": run.dm_message_id,
-                "dedupe_key": key,
-                "text": run.dm_text,
-                "payload": run.dm_message,
-                "created_at": sent_at,
-                "recorded_at": clock.now(),
-            },
-        )
+        _insert_dm(session=session, thread=thread, run=run, mid=run.dm_message_id, key=key, text=run.dm_text,
+                   message=run.dm_message, at=sent_at)  # fmt: skip
     if thread.dm_sent_at is None or sent_at >= thread.dm_sent_at:
         thread.run_id = run.id
         thread.rule_id = run.rule_id
@@ -166,21 +150,18 @@ def record_private_reply(*, session: Session, run: Run) -> Thread | None:
     return thread
 
 
-def record_unlocked_dm(
-    *, session: Session, run: Run, text: str, message: dict[str, Any], mid: str | None, at: dt.datetime
+def _insert_dm(
+    *,
+    session: Session,
+    thread: Thread,
+    run: Run,
+    mid: str | None,
+    key: str,
+    text: str | None,
+    message: dict[str, Any] | None,
+    at: dt.datetime,
 ) -> None:
-    """The rule's DM, sent after a follow gate was passed: one more outbound message on the person's thread."""
-    igsid = run.dm_recipient_id or run.from_id
-    if not igsid:
-        return
-    thread = ensure_thread(
-        session=session,
-        workspace_id=run.workspace_id,
-        account_id=run.account_id,
-        igsid=igsid,
-        username=run.username,
-        at=at,
-    )
+    """One of the rule's DMs on the thread (idempotent by ``key``)."""
     repo.insert_ignore(
         session,
         ThreadMessage,
@@ -192,13 +173,33 @@ def record_unlocked_dm(
             "direction": Direction.OUTBOUND.value,
             "kind": MessageKind.PRIVATE_REPLY.value,
             "mid": mid,
-            "dedupe_key": mid or f"unlocked:{run.id}",
+            "dedupe_key": key,
             "text": text,
             "payload": message,
             "created_at": at,
             "recorded_at": clock.now(),
         },
     )
+
+
+def record_direct_message(
+    *, session: Session, run: Run, text: str, message: dict[str, Any], mid: str | None, at: dt.datetime
+) -> None:
+    """A rule's DM sent by ``recipient.id`` after the first one (a follow gate's reminder, the unlocked DM): one more
+    outbound message on the person's thread."""
+    igsid = run.dm_recipient_id or run.from_id
+    if not igsid:
+        return
+    thread = ensure_thread(
+        session=session,
+        workspace_id=run.workspace_id,
+        account_id=run.account_id,
+        igsid=igsid,
+        username=run.username,
+        at=at,
+    )
+    _insert_dm(session=session, thread=thread, run=run, mid=mid, key=mid or f"dm:{run.id}:{at.isoformat()}", text=text,
+               message=message, at=at)  # fmt: skip
     if thread.last_message_at is None or at > thread.last_message_at:
         thread.last_message_at = at
     thread.updated_at = clock.now()
