@@ -261,3 +261,19 @@ def test_a_gated_dm_keyword_rule(world: World) -> None:
     with world.runtime.session() as session:
         gates = session.scalars(select(FollowGateState)).all()
         assert [g.unlock_state for g in gates] == [SendState.SENT.value]
+
+
+def test_after_three_gates_a_new_comment_of_the_person_gets_no_fourth(world: World) -> None:
+    _gated_rule(world, posts={"mode": "any"})
+    first = world.comment("link please")
+    world.drive()
+    payload = follow_gate.gate_payload(world.run_for(first).id)
+    for _ in range(3):
+        _tap(world, payload)
+        world.drive()
+    assert len(_gates(world)) == 3
+    again = world.comment("link please!!", media=1)  # another post: once_per_user does not stop it
+    world.drive()
+    run = world.run_for(again)
+    assert (run.status, run.reason) == (RunStatus.SKIPPED.value, "gate_limit_reached")
+    assert len(_gates(world)) == 3 and world.outbox(comment_id=again) == []

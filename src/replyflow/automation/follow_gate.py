@@ -102,14 +102,7 @@ def first_message(spec: RuleSpec, variables: Mapping[str, str], *, run_id: str) 
 
 def gates_sent_to(*, session: Session, rule_id: str | None, igsid: str) -> int:
     """Gates this rule sent this person, over all their runs."""
-    if rule_id is None:
-        return 0
-    total = session.scalar(
-        select(func.coalesce(func.sum(FollowGateState.gates_sent), 0)).where(
-            FollowGateState.rule_id == rule_id, FollowGateState.igsid == igsid
-        )
-    )
-    return int(total or 0)
+    return repo.gates_sent(session=session, rule_id=rule_id, igsid=igsid)
 
 
 # -- 1. the gate is out: park the run ------------------------------------------------------------------------------

@@ -212,6 +212,13 @@ def _context(*, session: Session, run: Run, rule: Rule, now: dt.datetime, binds:
         )
         return not claimed
 
+    def gates_exhausted() -> bool:
+        from replyflow.automation.follow_gate import MAX_GATES
+
+        return bool(run.from_id) and repo.gates_sent(session=session, rule_id=rule.id, igsid=run.from_id or "") >= (
+            MAX_GATES
+        )
+
     return CommentContext(
         text=run.text,
         media_id=run.media_id,
@@ -224,6 +231,7 @@ def _context(*, session: Session, run: Run, rule: Rule, now: dt.datetime, binds:
         trigger=run.trigger or Trigger.COMMENT.value,
         binds_next_post=binds.get(rule.id, False),
         already_handled_user=claim,
+        gates_exhausted=gates_exhausted,
     )
 
 

@@ -317,6 +317,8 @@ class CommentContext:
     taken_by: str | None = None
     #: Whether this rule already answered this commenter on this post (used when ``once_per_user``).
     already_handled_user: Check = False
+    #: Whether this (follow-gated) rule already sent this person its gate the most times it may.
+    gates_exhausted: Check = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,6 +441,11 @@ def _not_taken(e: _Evaluation) -> Skip | None:
 
 
 def _user_not_handled(e: _Evaluation) -> Skip | None:
+    # Both checks look at what this rule already sent this person; the gate's comes first, since the once-per-user
+    # lookup claims the person for the rule (it is the win).
+    exhausted = _gate_allowed(e)
+    if exhausted is not None:
+        return exhausted
     if not e.rule.once_per_user:
         return None
     check = e.comment.already_handled_user
@@ -446,6 +453,16 @@ def _user_not_handled(e: _Evaluation) -> Skip | None:
     if handled:
         who = f"@{e.comment.username}" if e.comment.username else "This person"
         return Skip(SkipReason.ALREADY_HANDLED_USER, f"{who} was already answered by this rule on this post.")
+    return None
+
+
+def _gate_allowed(e: _Evaluation) -> Skip | None:
+    if e.rule.follow_gate is None:
+        return None
+    check = e.comment.gates_exhausted
+    if check() if callable(check) else check:
+        who = f"@{e.comment.username}" if e.comment.username else "This person"
+        return Skip(SkipReason.GATE_LIMIT_REACHED, f"{who} already got this rule's follow gate 3 times.")
     return None
 
 

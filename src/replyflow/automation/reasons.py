@@ -26,6 +26,8 @@ class SkipReason(StrEnum):
     NO_KEYWORD = "no_keyword"
     ALREADY_TAKEN = "already_taken"
     ALREADY_HANDLED_USER = "already_handled_user"
+    # A follow-gated rule already sent this person its gate the most times it may (3): it stops asking.
+    GATE_LIMIT_REACHED = "gate_limit_reached"
     # Not a reason to skip a whole run: the engine records it on a matched run whose public-reply step
     # it leaves out, because Meta refuses public replies to comments on a live video (the DM still goes).
     LIVE_COMMENT_NOT_SUPPORTED_FOR_PUBLIC_REPLY = "live_comment_not_supported_for_public_reply"
@@ -56,6 +58,7 @@ _DESCRIPTIONS: dict[SkipReason, str] = {
     SkipReason.NO_KEYWORD: "The comment does not contain the rule's keywords.",
     SkipReason.ALREADY_TAKEN: "Another rule with a higher priority already handled this comment.",
     SkipReason.ALREADY_HANDLED_USER: "This person was already answered by this rule on this post.",
+    SkipReason.GATE_LIMIT_REACHED: "This person already got this rule's follow gate 3 times; it stops asking.",
     SkipReason.LIVE_COMMENT_NOT_SUPPORTED_FOR_PUBLIC_REPLY: (
         "Instagram does not allow public replies to comments on a live video; only the DM was sent."
     ),

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from replyflow.automation.models import KnownMedia, Rule, RuleUserClaim, Run, RunStep
+from replyflow.automation.models import FollowGateState, KnownMedia, Rule, RuleUserClaim, Run, RunStep
 from replyflow.automation.sql import insert_ignore
 from replyflow.errors import NotFound
 
@@ -155,3 +155,15 @@ def bind_next_rule(*, session: Session, rule: Rule, media_id: str, now: dt.datet
     )
     session.refresh(rule)
     return bool(getattr(result, "rowcount", 0))
+
+
+def gates_sent(*, session: Session, rule_id: str | None, igsid: str) -> int:
+    """Follow gates (first ones and reminders) this rule sent this person, over all their runs."""
+    if rule_id is None:
+        return 0
+    total = session.scalar(
+        select(func.coalesce(func.sum(FollowGateState.gates_sent), 0)).where(
+            FollowGateState.rule_id == rule_id, FollowGateState.igsid == igsid
+        )
+    )
+    return int(total or 0)
