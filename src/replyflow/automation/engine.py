@@ -1048,7 +1048,7 @@ class Engine:
             reconciled=reconciled,
         )
         if snap.spec is not None and snap.spec.follow_gate is not None:
-            return follow_gate.park(self, lease, snap)  # type: ignore[no-any-return]
+            return follow_gate.park(self, lease, snap)
         return self._finish(lease, RunStatus.DONE, step="done")
 
     # -- Meta's answers ----------------------------------------------------------------------------------

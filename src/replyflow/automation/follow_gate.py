@@ -59,7 +59,7 @@ from replyflow.webhooks.events import PostbackEvent
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from replyflow.automation.engine import Engine, _Lease, _Snapshot
+    from replyflow.automation.engine import Engine, _Lease, _Snapshot, _Stop
 
 log = get_logger("replyflow.automation.follow_gate")
 
@@ -108,7 +108,7 @@ def gates_sent_to(*, session: Session, rule_id: str | None, igsid: str) -> int:
 # -- 1. the gate is out: park the run ------------------------------------------------------------------------------
 
 
-def park(engine: Engine, lease: _Lease, snap: _Snapshot) -> Any:
+def park(engine: Engine, lease: _Lease, snap: _Snapshot) -> _Stop:
     """After the first DM (the gate) is sent: wait for the tap. Returns the engine's stop signal to raise."""
     now = engine.now()
 
@@ -124,9 +124,9 @@ def park(engine: Engine, lease: _Lease, snap: _Snapshot) -> Any:
         release=True,
     )
     log.info("follow_gate_sent", run_id=lease.run_id)
-    from replyflow.automation.engine import Outcome, _Stop
+    from replyflow.automation import engine as engine_module
 
-    return _Stop(Outcome.FINISHED)
+    return engine_module._Stop(engine_module.Outcome.FINISHED)
 
 
 def repo_insert_gate(*, session: Session, run: Run, now: Any) -> None:
@@ -439,9 +439,9 @@ def _gate_again(
         apply=parked,
         release=True,
     )
-    from replyflow.automation.engine import Outcome, _Stop
+    from replyflow.automation import engine as engine_module
 
-    raise _Stop(Outcome.FINISHED)
+    raise engine_module._Stop(engine_module.Outcome.FINISHED)
 
 
 def funnel_counts(*, session: Session, workspace_id: str, rule_id: str | None = None) -> dict[str, int]:
