@@ -39,3 +39,26 @@ def test_runs_say_what_started_them(api: TestClient, world: World) -> None:  # n
     world.drive()
     [run] = api.get("/api/runs", params={"account_id": world.account_id}).json()["items"]
     assert run["trigger"] == "dm_keyword" and run["status"] == "done"
+
+
+def test_analytics_per_trigger_and_gate_funnel(api: TestClient, world: World) -> None:  # noqa: F811
+    world.state.set_app_subscription(object="instagram", fields=["messaging_postbacks"])
+    rule_id = world.add_rule(follow_gate={"text": "Follow, then tap", "button_title": "Done"})
+    world.add_rule(trigger="dm_keyword", posts={"mode": "any"}, keywords=["price"], public_reply=None)
+    comment_id = world.comment("link")
+    world.state.user_message(world.sandbox.ig_id, text="price?", username="dm.fan")
+    world.deliver()
+    world.drive()
+    world.state.set_follows(world.sandbox.ig_id, follows=True, username="ana.cafe")
+    payload = f"rf:{world.run_for(comment_id).id}:gate"
+    world.state.user_postback(world.sandbox.ig_id, payload=payload, title="Done", username="ana.cafe")
+    world.deliver()
+    world.drive()
+
+    body = api.get("/api/analytics/triggers", params={"from": world.now().date().isoformat()}).json()
+    rows = {row["trigger"]: row for row in body["by_trigger"]}
+    assert rows["dm_keyword"] == {"trigger": "dm_keyword", "received": 1, "matched": 1, "dms_sent": 1}
+    assert rows["comment"]["received"] >= 1 and rows["comment"]["dms_sent"] == 1
+    [gate] = body["follow_gates"]
+    assert gate["rule_id"] == rule_id
+    assert (gate["gate_sent"], gate["tapped"], gate["followed"], gate["unlocked"]) == (1, 1, 1, 1)
