@@ -26,6 +26,7 @@ ROUTER_MODULES = (
     "replyflow.accounts.api",
     "replyflow.automation.api",
     "replyflow.conversations.api",
+    "replyflow.contacts.api",
     "replyflow.analytics.api",
     "replyflow.monitoring.api",
     "replyflow.audit.api",

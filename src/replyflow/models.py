@@ -6,7 +6,7 @@ import importlib
 
 from replyflow.db import Base
 
-DOMAINS = ("workspaces", "accounts", "webhooks", "automation", "conversations", "analytics", "web", "audit")
+DOMAINS = ("workspaces", "accounts", "webhooks", "automation", "conversations", "contacts", "analytics", "web", "audit")
 
 
 def load_all() -> type[Base]:

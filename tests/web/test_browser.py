@@ -419,3 +419,65 @@ def test_connect_with_instagram_through_the_sandbox_consent_page(page: Any) -> N
     card = page.locator("main")
     assert "@lina.ceramics" in card.inner_text() and "Instagram Login (no Facebook Page)" in card.inner_text()
     _check_page(page)
+
+
+def test_a_follow_gated_rule_from_the_builder_to_its_funnel(page: Any) -> None:
+    """Build a gated rule, comment, tap the gate without following (a reminder comes), follow, tap again: the DM
+    unlocks once; Activity explains each step, Analytics shows the funnel, Contacts the person."""
+    _sign_in(page)
+    _ensure_connected(page)
+    page.goto("/app/rules/new")
+    page.get_by_label("Rule name").fill("Cupping tickets, followers only")
+    page.locator(".post-tile", has_text="Comment LINK").click()
+    page.get_by_label("Keywords").fill("tickets")
+    page.get_by_label("Message", exact=True).fill("Here are your cupping tickets, {first_name} 🎟️")
+    page.get_by_text("Follow to unlock").click()
+    page.get_by_label("Gate message").fill("Follow @demo.roastery, then tap below to get the tickets")
+    page.get_by_label("Gate button title").fill("I follow")
+    page.get_by_label("Tags for Contacts").fill("cupping")
+    gate_preview = page.locator("#dm-preview-gate")
+    assert gate_preview.is_visible() and "I follow" in gate_preview.inner_text()
+    assert "Follow @demo.roastery" in gate_preview.inner_text()
+    page.get_by_role("group", name="What starts it").scroll_into_view_if_needed()
+    _check_page(page, "rule-builder-gate")
+    page.get_by_role("button", name="Save rule").click()
+    page.wait_for_url("**/app/rules")
+
+    page.goto("/app/sandbox")
+    page.locator(".post-tile", has_text="Comment LINK").click()
+    page.get_by_label("Commenter").fill("jo.gated")
+    page.get_by_label("Comment", exact=True).fill("tickets please!")
+    page.get_by_role("button", name="Post this comment").click()
+    watch = page.locator("#sandbox-watch")
+    tap = watch.get_by_role("button", name="Tap “I follow”").first
+    tap.wait_for(timeout=30_000)
+    tap.click()  # not following yet: the gate comes again
+    page.locator("#follower-result", has_text="tapped the button").wait_for()
+    watch.locator(".outbox-item", has_text="Message").first.wait_for(timeout=30_000)
+    page.get_by_label("Person").fill("jo.gated")
+    page.get_by_label("What they do").select_option("follow")
+    page.get_by_role("button", name="Do it").click()
+    page.locator("#follower-result", has_text="follow the account").wait_for()
+    watch.get_by_role("button", name="Tap “I follow”").first.click()
+    watch.locator(".outbox-item", has_text="Here are your cupping tickets, jo.gated").wait_for(timeout=30_000)
+    _check_page(page, "sandbox-follower")
+
+    page.goto("/app/activity")
+    item = page.locator(".feed-item", has_text="tickets please!")
+    assert "Done" in item.inner_text()
+    assert "does not follow the account yet" in item.inner_text() and "DM unlocked" in item.inner_text()
+
+    page.goto("/app/analytics")
+    funnel = page.locator(".gate-funnel", has_text="Cupping tickets, followers only")
+    text = funnel.inner_text()
+    for label in ("Gate sent", "Tapped", "Followed", "Unlocked"):
+        assert re.search(label + r"\s+1", text), text
+    page.locator("#gates-title").scroll_into_view_if_needed()
+    _check_page(page)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#gates-title").locator("xpath=..").screenshot(path=str(SCREENSHOTS / "gate-funnel.png"))
+
+    page.goto("/app/contacts?tag=cupping")
+    row = page.locator("#contacts-table tr", has_text="@jo.gated")
+    assert "Yes" in row.inner_text() and "Cupping tickets, followers only" in row.inner_text()
+    _check_page(page, "contacts")

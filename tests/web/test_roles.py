@@ -49,6 +49,9 @@ CHANGING_ROUTES: dict[tuple[str, str], Permission | None] = {
     ("DELETE", "/api/rules/{rule_id}"): RULES,
     ("POST", "/api/sandbox/comments"): None,
     ("POST", "/api/sandbox/messages"): None,
+    ("POST", "/api/sandbox/follows"): None,
+    ("POST", "/api/sandbox/live"): None,
+    ("POST", "/api/sandbox/live/{media_id}/end"): None,
     # dashboard: forms, and the pages that show a form for something the role may not do
     ("GET", "/app/integrations"): ACCOUNTS,
     ("POST", "/app/integrations/connect"): ACCOUNTS,
@@ -68,6 +71,7 @@ CHANGING_ROUTES: dict[tuple[str, str], Permission | None] = {
     ("GET", "/app/rules/{rule_id}/delete"): RULES,
     ("POST", "/app/rules/{rule_id}/delete"): RULES,
     ("POST", "/app/sandbox/comments"): None,
+    ("POST", "/app/sandbox/follower"): None,
     ("POST", "/app/members/invite"): MEMBERS,
     ("POST", "/app/members/invitations/{invitation_id}/revoke"): MEMBERS,
     ("POST", "/app/members/{user_id}/role"): MEMBERS,

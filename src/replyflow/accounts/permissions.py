@@ -88,7 +88,7 @@ MESSAGING_TASK_WHY = (
 PAGE_WEBHOOK_FIELDS: tuple[str, ...] = ("feed", "messages", "messaging_postbacks")
 # App-level fields (App Dashboard → Webhooks → Instagram) replyflow needs to hear about.
 APP_WEBHOOK_OBJECT = "instagram"
-APP_WEBHOOK_FIELDS: tuple[str, ...] = ("comments", "messages", "messaging_postbacks")
+APP_WEBHOOK_FIELDS: tuple[str, ...] = ("comments", "live_comments", "messages", "messaging_postbacks")
 
 
 # -- Instagram Login (no Facebook Page) ---------------------------------------------------------------------

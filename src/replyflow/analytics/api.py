@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
@@ -90,3 +91,33 @@ def get_analytics_csv(
 ) -> Response:
     """The same report as CSV, one row per day (default), rule or post."""
     return _csv(_report(session, workspace.id, from_, to, account_id, rule_id, media_id), group_by)
+
+
+@router.get("/api/analytics/triggers")
+def get_trigger_analytics(
+    session: SessionDep,
+    workspace: CurrentWorkspace,
+    from_: FromDate = None,
+    to: ToDate = None,
+    account_id: IdFilter = None,
+) -> dict[str, Any]:
+    """Per way in (comment, live_comment, story_reply, dm_keyword, story_mention): received, matched, DMs sent; and
+    per follow-gated rule its funnel: gate_sent → tapped → followed → unlocked (one count per gated run)."""
+    from replyflow.analytics.triggers import gate_funnels, trigger_counts
+
+    result = _report(session, workspace.id, from_, to, account_id, None, None)
+    totals = result.totals.as_dict()
+    comments = (int(totals["comments_seen"]), int(totals["matched"]), int(totals["dms_sent"]))
+    by_trigger = trigger_counts(
+        session=session, workspace_id=workspace.id, start=result.start, end=result.end, account_id=account_id,
+        comments=comments,
+    )  # fmt: skip
+    gates = gate_funnels(
+        session=session, workspace_id=workspace.id, start=result.start, end=result.end, account_id=account_id
+    )
+    return {
+        "from": result.start.isoformat(),
+        "to": result.end.isoformat(),
+        "by_trigger": [dataclasses.asdict(row) for row in by_trigger],
+        "follow_gates": [dataclasses.asdict(row) for row in gates],
+    }

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, aliased
 from replyflow.accounts.health import mark_token_invalid
 from replyflow.accounts.models import Account
 from replyflow.automation import clock as automation_clock
+from replyflow.automation import direct_messages, follow_gate
 from replyflow.automation import repository as repo
 from replyflow.automation.graph_calls import AccountGraph, NoToken, Work
 from replyflow.automation.intake import (
@@ -57,12 +58,12 @@ from replyflow.automation.models import (
     RunStep,
     SendState,
 )
-from replyflow.automation.private_reply import build_message
 from replyflow.automation.quota import QuotaGate, build_quota_gate
 from replyflow.automation.reasons import SkipReason
 from replyflow.automation.schemas import RuleSpec
 from replyflow.automation.sql import insert_ignore
 from replyflow.automation.templates import template_variables
+from replyflow.automation.triggers import is_message_trigger
 from replyflow.automation.window import private_reply_deadline
 from replyflow.conversations.links import has_tracked_links, track_message
 from replyflow.conversations.service import record_private_reply
@@ -725,7 +726,9 @@ class Engine:
                 detail="The rule was turned off or deleted before anything was sent.",
             )
         now = self.now()
-        if snap.spec.private_reply is not None and run.dm_state != SendState.SENT.value:
+        if is_message_trigger(run.trigger):
+            direct_messages.check_window(self, lease, snap)
+        elif snap.spec.private_reply is not None and run.dm_state != SendState.SENT.value:
             deadline = private_reply_deadline(run.comment_created_at or run.created_at)
             if now > deadline:
                 raise self._finish(
@@ -739,7 +742,12 @@ class Engine:
         if status is RunStatus.MATCHED:
             self._public_reply_stage(lease, snap)
         elif status in (RunStatus.PUBLIC_REPLIED, RunStatus.WAITING_QUOTA):
-            self._private_reply_stage(lease, snap)
+            if is_message_trigger(run.trigger):
+                direct_messages.dm_stage(self, lease, snap)
+            else:
+                self._private_reply_stage(lease, snap)
+        elif status is RunStatus.UNLOCKING:
+            follow_gate.unlock_stage(self, lease, snap)
         elif status is RunStatus.DM_SENT:
             raise self._finish(lease, RunStatus.DONE, step="done")
 
@@ -1021,7 +1029,7 @@ class Engine:
         else:
             variables = template_variables(username=run.username, first_name=None, keyword=run.matched_keyword)
             try:
-                text, message = build_message(spec.private_reply, variables, run_id=run.id)
+                text, message = follow_gate.first_message(spec, variables, run_id=run.id)
             except ReplyflowError as exc:
                 self.gate.release(account_id=account.id, key=f"{run.id}:dm{attempt}")
                 raise self._finish(
@@ -1139,6 +1147,8 @@ class Engine:
         confirmed in the same transaction (or after it, for a gate outside the database)."""
         now = self.now()
         confirmed = slot is None
+        # A gated rule's first DM is the gate: the run then waits for the tap instead of being done.
+        gated = snap.spec is not None and snap.spec.follow_gate is not None
 
         def record_thread(session: Session, run: Run) -> None:
             nonlocal confirmed
@@ -1173,7 +1183,7 @@ class Engine:
             ),
             data={"message_id": message_id, "reconciled": reconciled},
             hook=record_thread,
-            finish=True,
+            finish=not gated,
         )
         if not confirmed and slot is not None:
             self._confirm_slot(snap.account.id, slot)
@@ -1184,6 +1194,8 @@ class Engine:
             message_id=message_id,
             reconciled=reconciled,
         )
+        if gated:
+            return follow_gate.park(self, lease, snap)
         log.info("run_finished", run_id=lease.run_id, status=RunStatus.DONE.value, reason=None)
         return _Stop(Outcome.FINISHED)
 

@@ -23,7 +23,9 @@ from replyflow.automation.models import ACTIVE_STATUSES, KnownMedia, Rule, Run, 
 from replyflow.automation.reasons import SkipReason
 from replyflow.automation.schemas import RuleSpec
 from replyflow.automation.sql import insert_ignore_returning
+from replyflow.automation.triggers import Trigger, is_message_trigger, messaging_deadline, rule_answers
 from replyflow.automation.window import pick_delay, private_reply_deadline
+from replyflow.contacts import service as contacts
 from replyflow.ids import new_id
 from replyflow.logging import get_logger
 from replyflow.runtime import Runtime
@@ -49,6 +51,15 @@ def accept_comment(*, session: Session, account: Account, event: CommentEvent, r
     if run is None:
         log.info("comment_already_received", account_id=account.id, comment_id=event.comment_id)
         return
+    if event.from_id and event.from_id != account.instagram_id:
+        contacts.touch(
+            session=session,
+            workspace_id=account.workspace_id,
+            account_id=account.id,
+            igsid=event.from_id,
+            username=event.from_username,
+            at=run.comment_created_at or now,
+        )
     # Nothing below reads what it adds: the run's update goes out in one flush, its steps in one INSERT.
     with session.no_autoflush, repo.steps_in_one_insert(session):
         repo.add_step(
@@ -93,6 +104,7 @@ def _insert_run(
             "from_id": event.from_id,
             "username": event.from_username,
             "is_live": event.is_live,
+            "trigger": Trigger.LIVE_COMMENT.value if event.is_live else Trigger.COMMENT.value,
             "comment_created_at": event.entry_time or now,
             "status": RunStatus.RECEIVED.value,
             "next_attempt_at": now,
@@ -113,7 +125,7 @@ def decide_run(
     Returns None when the decision has to wait: an unbound ``next`` rule needs to know whether the post is new,
     and only the engine may ask Meta (``defer_unknown_media``); the run then stays ``received``.
     """
-    rules = _rules_for(session, account.id, run.media_id)
+    rules = _rules_for(session, account.id, run.media_id, run.trigger or Trigger.COMMENT.value)
     binds: dict[str, bool] = {}
     for rule in rules:
         if not rule.waits_for_next_post or rule.next_armed_at is None:
@@ -192,15 +204,16 @@ def decide_run(
     return decision
 
 
-def _rules_for(session: Session, account_id: str, media_id: str) -> list[Rule]:
-    """``repo.rules_for_post``, looked up once per session and post: a processing batch decides many comments of
-    the same post in one transaction, and nothing in it edits rules (a ``next`` rule's binding changes the very
-    objects kept here)."""
-    cache: dict[tuple[str, str], list[Rule]] = session.info.setdefault(_RULES, {})
-    rules = cache.get((account_id, media_id))
+def _rules_for(session: Session, account_id: str, media_id: str, trigger: str) -> list[Rule]:
+    """``repo.rules_for_post`` for the rules that answer ``trigger``, looked up once per session, post and trigger:
+    a processing batch decides many comments of the same post in one transaction, and nothing in it edits rules (a
+    ``next`` rule's binding changes the very objects kept here)."""
+    cache: dict[tuple[str, str, str], list[Rule]] = session.info.setdefault(_RULES, {})
+    rules = cache.get((account_id, media_id, trigger))
     if rules is None:
-        rules = cache[(account_id, media_id)] = repo.rules_for_post(
-            session=session, account_id=account_id, media_id=media_id
+        answering = sorted(t.value for t in Trigger if rule_answers(t.value, trigger))
+        rules = cache[(account_id, media_id, trigger)] = repo.rules_for_post(
+            session=session, account_id=account_id, media_id=media_id, triggers=answering
         )
     return rules
 
@@ -215,6 +228,13 @@ def _context(*, session: Session, run: Run, rule: Rule, now: dt.datetime, binds:
         )
         return not claimed
 
+    def gates_exhausted() -> bool:
+        from replyflow.automation.follow_gate import MAX_GATES
+
+        return bool(run.from_id) and repo.gates_sent(session=session, rule_id=rule.id, igsid=run.from_id or "") >= (
+            MAX_GATES
+        )
+
     return CommentContext(
         text=run.text,
         media_id=run.media_id,
@@ -224,8 +244,10 @@ def _context(*, session: Session, run: Run, rule: Rule, now: dt.datetime, binds:
         parent_id=run.parent_id,
         created_at=run.comment_created_at,
         is_live=run.is_live,
+        trigger=run.trigger or Trigger.COMMENT.value,
         binds_next_post=binds.get(rule.id, False),
         already_handled_user=claim,
+        gates_exhausted=gates_exhausted,
     )
 
 
@@ -241,6 +263,8 @@ def _dm_due_at(*, spec: RuleSpec, run: Run, now: dt.datetime) -> dt.datetime | N
         rng=random.SystemRandom(),
     )
     due = now + wait
+    if run.comment_created_at is not None and is_message_trigger(run.trigger):
+        return min(due, max(now, messaging_deadline(run.comment_created_at) - DM_DELAY_SLACK))
     if run.comment_created_at is not None:
         # Land well before the deadline: a worker must still pick the run up and Meta must still accept it.
         due = min(due, max(now, private_reply_deadline(run.comment_created_at) - DM_DELAY_SLACK))

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from replyflow.automation.reasons import SkipReason
 from replyflow.automation.templates import template_variables
+from replyflow.automation.triggers import is_message_trigger, messaging_deadline
 from replyflow.automation.window import private_reply_deadline, within_window
 
 if TYPE_CHECKING:
@@ -306,6 +307,8 @@ class CommentContext:
     created_at: datetime | None = None
     #: A comment on a live video (``live_comments`` webhook field).
     is_live: bool = False
+    #: What started it (``Trigger``): for message triggers ``text`` is the DM, ``created_at`` its time.
+    trigger: str = "comment"
     #: The account's token is invalid; nothing can be sent until it is reconnected.
     account_needs_reauth: bool = False
     #: For a ``next`` rule not yet bound: this media is the first post published after the rule was saved.
@@ -314,6 +317,8 @@ class CommentContext:
     taken_by: str | None = None
     #: Whether this rule already answered this commenter on this post (used when ``once_per_user``).
     already_handled_user: Check = False
+    #: Whether this (follow-gated) rule already sent this person its gate the most times it may.
+    gates_exhausted: Check = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +411,12 @@ def _replies_allowed(e: _Evaluation) -> Skip | None:
 
 def _inside_window(e: _Evaluation) -> Skip | None:
     created_at = e.comment.created_at
+    if created_at is not None and is_message_trigger(e.comment.trigger):
+        closes = messaging_deadline(created_at)
+        if e.now > closes:
+            detail = f"Meta's 24-hour window for answering this message closed at {closes.isoformat()}."
+            return Skip(SkipReason.WINDOW_CLOSED, detail)
+        return None
     if created_at is not None and not within_window(comment_created_at=created_at, now=e.now):
         deadline = private_reply_deadline(created_at).isoformat()
         return Skip(SkipReason.OUTSIDE_WINDOW, f"Private replies to this comment closed at {deadline}.")
@@ -433,6 +444,11 @@ def _not_taken(e: _Evaluation) -> Skip | None:
 
 
 def _user_not_handled(e: _Evaluation) -> Skip | None:
+    # Both checks look at what this rule already sent this person; the gate's comes first, since the once-per-user
+    # lookup claims the person for the rule (it is the win).
+    exhausted = _gate_allowed(e)
+    if exhausted is not None:
+        return exhausted
     if not e.rule.once_per_user:
         return None
     check = e.comment.already_handled_user
@@ -440,6 +456,16 @@ def _user_not_handled(e: _Evaluation) -> Skip | None:
     if handled:
         who = f"@{e.comment.username}" if e.comment.username else "This person"
         return Skip(SkipReason.ALREADY_HANDLED_USER, f"{who} was already answered by this rule on this post.")
+    return None
+
+
+def _gate_allowed(e: _Evaluation) -> Skip | None:
+    if e.rule.follow_gate is None:
+        return None
+    check = e.comment.gates_exhausted
+    if check() if callable(check) else check:
+        who = f"@{e.comment.username}" if e.comment.username else "This person"
+        return Skip(SkipReason.GATE_LIMIT_REACHED, f"{who} already got this rule's follow gate 3 times.")
     return None
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from replyflow.automation.matching import PostsMode
 from replyflow.automation.schemas import RuleSpec
@@ -42,11 +43,20 @@ class RunStatus(enum.StrEnum):
     FAILED = "failed"  # gave up; ``reason`` says why
     WAITING_QUOTA = "waiting_quota"  # the account's private-reply budget is spent; ``next_attempt_at`` says when
     PAUSED = "paused"  # the account must be re-authorised; resumes by itself afterwards
+    GATED = "gated"  # a follow gate is out; waiting for the person to tap its button (``follow_gates``)
+    UNLOCKING = "unlocking"  # the person tapped the gate: ask Meta whether they follow, then unlock or gate again
 
 
 #: Runs the engine still has to work on.
 ACTIVE_STATUSES = frozenset(
-    {RunStatus.RECEIVED, RunStatus.MATCHED, RunStatus.PUBLIC_REPLIED, RunStatus.DM_SENT, RunStatus.WAITING_QUOTA}
+    {
+        RunStatus.RECEIVED,
+        RunStatus.MATCHED,
+        RunStatus.PUBLIC_REPLIED,
+        RunStatus.DM_SENT,
+        RunStatus.WAITING_QUOTA,
+        RunStatus.UNLOCKING,
+    }
 )
 FINAL_STATUSES = frozenset({RunStatus.SKIPPED, RunStatus.DONE, RunStatus.FAILED})
 
@@ -87,6 +97,8 @@ class Rule(Base):
     name: Mapped[str] = mapped_column(String(120))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     priority: Mapped[int] = mapped_column(Integer, default=0)
+    # What starts the rule (``replyflow.automation.triggers.Trigger``).
+    trigger: Mapped[str] = mapped_column(String(16), default="comment", server_default="comment")
 
     posts_mode: Mapped[str] = mapped_column(String(16))
     # ``specific``: the chosen media; ``next``: empty (the bound post is ``bound_media_id``); ``any``: empty.
@@ -102,6 +114,10 @@ class Rule(Base):
     public_reply: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     private_reply: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     follow_up: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    follow_gate: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Added to the contact of everyone the rule answers; ``collect_email``: their reply may carry an email address.
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    collect_email: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     once_per_user: Mapped[bool] = mapped_column(Boolean, default=True)
     include_replies: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -124,6 +140,7 @@ class Rule(Base):
         return {
             "name": self.name,
             "enabled": self.enabled,
+            "trigger": self.trigger or "comment",
             "posts": {"mode": self.posts_mode, "media_ids": self.target_media_ids},
             "keywords": list(self.keywords or []),
             "match": self.match,
@@ -131,6 +148,9 @@ class Rule(Base):
             "public_reply": self.public_reply,
             "private_reply": self.private_reply,
             "follow_up": self.follow_up,
+            "follow_gate": self.follow_gate,
+            "tags": list(self.tags or []),
+            "collect_email": bool(self.collect_email),
             "once_per_user": self.once_per_user,
             "include_replies": self.include_replies,
             "priority": self.priority,
@@ -164,6 +184,10 @@ class Rule(Base):
         self.public_reply = data["public_reply"]
         self.private_reply = data["private_reply"]
         self.follow_up = data["follow_up"]
+        self.follow_gate = data["follow_gate"]
+        self.tags = list(spec.tags)
+        self.collect_email = spec.collect_email
+        self.trigger = spec.trigger.value
         self.once_per_user = spec.once_per_user
         self.include_replies = spec.include_replies
 
@@ -187,12 +211,17 @@ class Run(Base):
         # alerts look for a rule's latest success and its failures since.
         Index("ix_runs_updated_at", "updated_at"),
         Index("ix_runs_rule_id_status_finished_at", "rule_id", "status", "finished_at"),
+        # Analytics per trigger reads the (few) runs that did not start from a comment.
+        Index("ix_runs_trigger_created_at", "trigger", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("run"))
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     source: Mapped[str] = mapped_column(String(16), default="webhook")  # webhook | reconciler
+    # What started the run (``Trigger``). Message triggers keep the message's mid in ``comment_id`` (one run per
+    # message), the story id (or "") in ``media_id`` and the message's time in ``comment_created_at``.
+    trigger: Mapped[str] = mapped_column(String(16), default="comment", server_default="comment")
 
     # The comment, as the webhook (or the reconciler) reported it.
     comment_id: Mapped[str] = mapped_column(String(128))
@@ -264,6 +293,41 @@ class RunStep(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     rule_id: Mapped[str | None] = mapped_column(String(40))
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class FollowGateState(Base):
+    """A gated run's "follow to unlock" progress: gates sent, taps, what Meta said, and the unlocked DM.
+
+    One row per gated run. The unlocked DM is written down before it is attempted (``unlock_state``
+    ``attempting``) and after; one whose outcome is unknown is never sent again (a ``recipient.id`` send has no
+    "already sent" answer to reconcile with), so the person never gets it twice.
+    """
+
+    __tablename__ = "follow_gates"
+    __table_args__ = (Index("ix_follow_gates_rule_id_igsid", "rule_id", "igsid"),)
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    rule_id: Mapped[str | None] = mapped_column(ForeignKey("rules.id", ondelete="SET NULL"))
+    igsid: Mapped[str] = mapped_column(String(128))
+    gates_sent: Mapped[int] = mapped_column(Integer, default=0)
+    # A reminder (the gate again) in flight: its outcome is not re-tried when unknown.
+    regate_state: Mapped[str] = mapped_column(String(16), default=SendState.NONE.value)
+    taps: Mapped[int] = mapped_column(Integer, default=0)
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    # Meta's latest answer: True follows, False does not, None not known (or not asked yet).
+    follows: Mapped[bool | None] = mapped_column(Boolean)
+    unlock_state: Mapped[str] = mapped_column(String(16), default=SendState.NONE.value)
+    unlock_text: Mapped[str | None] = mapped_column(Text)
+    unlock_message: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    unlock_message_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    first_tap_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_tap_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    followed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    unlocked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class RuleUserClaim(Base):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -12,7 +12,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from replyflow.automation.models import KnownMedia, Rule, RuleUserClaim, Run, RunStep
+from replyflow.automation.models import FollowGateState, KnownMedia, Rule, RuleUserClaim, Run, RunStep
 from replyflow.automation.sql import insert_ignore
 from replyflow.errors import NotFound
 
@@ -36,15 +36,21 @@ def rules_in_order(*, session: Session, account_id: str, enabled_only: bool = Tr
 _STEP_BUFFER = "replyflow.automation.step_buffer"
 
 
-def rules_for_post(*, session: Session, account_id: str, media_id: str) -> list[Rule]:
-    """The account's enabled rules worth trying for a comment on ``media_id``, in the order they are tried.
+def rules_for_post(*, session: Session, account_id: str, media_id: str, triggers: Collection[str]) -> list[Rule]:
+    """The account's enabled rules with one of ``triggers`` worth trying for a comment on ``media_id``, in the order
+    they are tried.
 
     Rules for other posts only are left out but the first of them: every check before the post's is the same for
     all enabled rules, so they would all stop at the same check with the same reason, and the first stands for them
     all. So the decision and its reason are what trying every rule gives, and an account with rules for many posts
     reads and tries this post's rules only (the post is looked up in the rule's list by the database).
     """
-    query = select(Rule).where(Rule.account_id == account_id, Rule.deleted_at.is_(None), Rule.enabled.is_(True))
+    query = select(Rule).where(
+        Rule.account_id == account_id,
+        Rule.deleted_at.is_(None),
+        Rule.enabled.is_(True),
+        Rule.trigger.in_(sorted(triggers)),
+    )
     order = (Rule.priority, Rule.created_at, Rule.id)
     on_post = _lists_media(session, media_id)
     specific = Rule.posts_mode == "specific"
@@ -220,3 +226,15 @@ def bind_next_rule(*, session: Session, rule: Rule, media_id: str, now: dt.datet
     )
     session.refresh(rule)
     return bool(getattr(result, "rowcount", 0))
+
+
+def gates_sent(*, session: Session, rule_id: str | None, igsid: str) -> int:
+    """Follow gates (first ones and reminders) this rule sent this person, over all their runs."""
+    if rule_id is None:
+        return 0
+    total = session.scalar(
+        select(func.coalesce(func.sum(FollowGateState.gates_sent), 0)).where(
+            FollowGateState.rule_id == rule_id, FollowGateState.igsid == igsid
+        )
+    )
+    return int(total or 0)

@@ -67,6 +67,8 @@ class RunOut(BaseModel):
     username: str | None
     parent_id: str | None
     is_live: bool
+    #: What started the run: comment, live_comment, story_reply, dm_keyword or story_mention.
+    trigger: str = "comment"
     source: str
     matched_keyword: str | None
     comment_created_at: dt.datetime | None
@@ -95,6 +97,7 @@ class RunOut(BaseModel):
             username=run.username,
             parent_id=run.parent_id,
             is_live=run.is_live,
+            trigger=run.trigger or "comment",
             source=run.source,
             matched_keyword=run.matched_keyword,
             comment_created_at=run.comment_created_at,

@@ -38,6 +38,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from replyflow.automation.matching import KeywordMatcher, MatchMode, PostsMode, normalise
 from replyflow.automation.templates import KNOWN_VARIABLES, pick_text, render_template, unknown_variables
+from replyflow.automation.triggers import MESSAGE_TRIGGERS, Trigger
 from replyflow.automation.window import MAX_DELAY_SECONDS
 from replyflow.errors import ValidationFailed
 
@@ -47,6 +48,7 @@ __all__ = [
     "PUBLIC_REPLY_MAX_CHARS",
     "Button",
     "Delay",
+    "FollowGate",
     "FollowUp",
     "MatchMode",
     "PostsMode",
@@ -58,6 +60,7 @@ __all__ = [
     "RuleOut",
     "RuleSpec",
     "RuleUpdate",
+    "Trigger",
     "validation_failed",
 ]
 
@@ -163,6 +166,8 @@ PrivateReplyText = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=PRIVATE_REPLY_MAX_CHARS),
     AfterValidator(_known_variables_only),
 ]
+TagText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, pattern=r"^[^,;\n]+$")]
+TagList = Annotated[list[TagText], Field(max_length=10), AfterValidator(_dedupe)]
 DelaySeconds = Annotated[int, Field(ge=0, le=MAX_DELAY_SECONDS, strict=True)]
 
 
@@ -303,24 +308,49 @@ class FollowUp(_Input):
         return render_template(self.text, variables, max_chars=limit)
 
 
+GATE_TEXT_MAX_CHARS = BUTTON_TEMPLATE_MAX_CHARS
+
+
+class FollowGate(_Input):
+    """ "Follow to unlock": the first DM is ``text`` with one postback button; the rule's DM goes to followers only."""
+
+    text: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=GATE_TEXT_MAX_CHARS),
+        AfterValidator(_known_variables_only),
+    ]
+    button_title: ButtonTitle = "I follow now"
+
+    def render_text(self, variables: Mapping[str, str]) -> str:
+        return render_template(self.text, variables, max_chars=GATE_TEXT_MAX_CHARS)
+
+
 class RuleSpec(_Input):
     """What a rule does, without where it lives (account, id): the input of :func:`matching.evaluate`."""
 
     name: Name
     enabled: bool = True
-    posts: PostsTarget
+    #: What starts the rule; ``posts`` may be left out for message triggers (they mean every post or story).
+    trigger: Trigger = Trigger.COMMENT
+    posts: PostsTarget = PostsTarget(mode=PostsMode.ANY)
     keywords: KeywordList = []
     match: MatchMode = MatchMode.CONTAINS_ANY
     exclude_keywords: KeywordList = []
     public_reply: PublicReply | None = None
     private_reply: PrivateReply | None = None
     follow_up: FollowUp | None = None
+    follow_gate: FollowGate | None = None
+    #: Added to the contact of everyone the rule answers (Contacts page, ``GET /api/contacts``).
+    tags: TagList = []
+    #: The DM asks for an email address: one the person types in reply is validated and kept on their contact.
+    collect_email: bool = False
     once_per_user: bool = True
     include_replies: bool = False
     priority: Annotated[int, Field(ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT)] = 0
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
+        _check_trigger(self)
         uses_keywords = self.match is not MatchMode.ANY_COMMENT
         if uses_keywords and not self.keywords:
             raise _fail(
@@ -355,6 +385,11 @@ class RuleSpec(_Input):
             )
         return self
 
+    @property
+    def is_message_trigger(self) -> bool:
+        """The person wrote first (a DM): the answer goes by ``recipient.id`` inside Meta's 24-hour window."""
+        return self.trigger in MESSAGE_TRIGGERS
+
     @cached_property
     def matcher(self) -> KeywordMatcher:
         """The keywords normalised once per rule. Derive changed rules by validation, not ``model_copy``."""
@@ -373,6 +408,59 @@ _EXAMPLE_RULE: dict[str, Any] = {
     "private_reply": {"text": "Here you go: ...", "buttons": [{"title": "Open", "url": "https://example.com"}]},
     "once_per_user": True,
 }
+
+
+def _check_trigger(spec: RuleSpec) -> None:
+    """What each trigger allows: the rules of CONTRACT.md "An optional ``trigger``"."""
+    if spec.trigger in (Trigger.COMMENT, Trigger.LIVE_COMMENT) and "posts" not in spec.model_fields_set:
+        raise _fail(("posts",), "missing", "Field required", None)
+    if spec.trigger is Trigger.LIVE_COMMENT and spec.public_reply is not None:
+        raise _fail(
+            ("public_reply",),
+            "public_reply_not_allowed",
+            "Instagram does not allow public replies to comments on a live video; set public_reply to null "
+            "(the DM still goes).",
+            None,
+        )
+    if spec.is_message_trigger:
+        if spec.public_reply is not None:
+            raise _fail(
+                ("public_reply",),
+                "public_reply_not_allowed",
+                f"A '{spec.trigger.value}' rule answers a DM, and there is no comment to reply to publicly; set "
+                "public_reply to null.",
+                None,
+            )
+        if spec.trigger is not Trigger.STORY_REPLY and spec.posts.mode is not PostsMode.ANY:
+            raise _fail(
+                ("posts", "mode"),
+                "posts_not_allowed",
+                f"A '{spec.trigger.value}' rule is not about a post; use posts mode 'any' or leave posts out.",
+                spec.posts.mode.value,
+            )
+        if spec.trigger is Trigger.STORY_REPLY and spec.posts.mode is PostsMode.NEXT:
+            raise _fail(
+                ("posts", "mode"),
+                "posts_not_allowed",
+                "A 'story_reply' rule listens to every story ('any') or to the stories you list ('specific').",
+                spec.posts.mode.value,
+            )
+        if spec.include_replies:
+            raise _fail(("include_replies",), "include_replies_not_allowed", "Only comment rules have replies.", True)
+    if spec.collect_email and spec.private_reply is None:
+        raise _fail(
+            ("collect_email",),
+            "collect_email_without_dm",
+            "The email address is collected from a reply to the rule's DM, so the rule needs a private_reply too.",
+            True,
+        )
+    if spec.follow_gate is not None and spec.private_reply is None:
+        raise _fail(
+            ("follow_gate",),
+            "follow_gate_without_dm",
+            "A follow gate holds the DM back until the person follows, so the rule needs a private_reply too.",
+            None,
+        )
 
 
 class RuleCreate(RuleSpec):
@@ -395,6 +483,7 @@ class RuleUpdate(_Input):
 
     name: Name | None = None
     enabled: bool | None = None
+    trigger: Trigger | None = None
     posts: PostsTarget | None = None
     keywords: KeywordList | None = None
     match: MatchMode | None = None
@@ -402,6 +491,9 @@ class RuleUpdate(_Input):
     public_reply: PublicReply | None = None
     private_reply: PrivateReply | None = None
     follow_up: FollowUp | None = None
+    follow_gate: FollowGate | None = None
+    tags: TagList | None = None
+    collect_email: bool | None = None
     once_per_user: bool | None = None
     include_replies: bool | None = None
     priority: Annotated[int, Field(ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT)] | None = None

@@ -16,18 +16,20 @@ import datetime as dt
 import re
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from replyflow.accounts.models import Account
-from replyflow.automation import clock
+from replyflow.automation import clock, follow_gate, message_intake
 from replyflow.automation.models import Run
+from replyflow.contacts import service as contacts
 from replyflow.conversations import followups
 from replyflow.conversations import repository as repo
 from replyflow.conversations.models import (
     MESSAGING_WINDOW,
     TAP_KINDS,
     Direction,
+    FollowUp,
     MessageKind,
     Thread,
     ThreadMessage,
@@ -51,6 +53,15 @@ def accept_messaging(
 ) -> None:
     """Record one messaging event on its thread (idempotent) and trigger the rule's follow-up when it is due."""
     ours = event.sender_id in {account.instagram_id, account.page_id}
+    if not ours and not isinstance(event, SeenEvent) and not (isinstance(event, MessageEvent) and event.is_echo):
+        contacts.touch(
+            session=session,
+            workspace_id=account.workspace_id,
+            account_id=account.id,
+            igsid=event.sender_id,
+            username=None,
+            at=_at(event.timestamp),
+        )
     with log_context(account_id=account.id, event_kind=event.kind):
         if isinstance(event, MessageEvent):
             if event.is_echo or ours:
@@ -58,10 +69,12 @@ def accept_messaging(
             elif event.is_deleted:
                 _accept_unsend(session=session, account=account, event=event)
             else:
-                _accept_inbound(session=session, account=account, event=event, runtime=runtime)
+                message = _accept_inbound(session=session, account=account, event=event, runtime=runtime)
+                _start_message_trigger(session=session, account=account, event=event, runtime=runtime, message=message)
         elif isinstance(event, PostbackEvent):
             if not ours:
                 _accept_inbound(session=session, account=account, event=event, runtime=runtime)
+                follow_gate.accept_tap(session=session, account=account, event=event, runtime=runtime)
         elif not ours:
             _accept_seen(session=session, account=account, event=event)
 
@@ -73,13 +86,31 @@ def _at(timestamp: dt.datetime | None) -> dt.datetime:
 # -- the person's messages and taps --------------------------------------------------------------------------------
 
 
+def _start_message_trigger(
+    *, session: Session, account: Account, event: MessageEvent, runtime: Runtime, message: ThreadMessage | None
+) -> None:
+    """A DM may start a rule of its own (story reply, story mention, DM keyword) unless a follow-up answered it."""
+    answered = message is not None and (
+        session.scalar(select(FollowUp.id).where(FollowUp.trigger_message_id == message.id).limit(1)) is not None
+    )
+    thread = repo.thread_for(session=session, account_id=account.id, igsid=event.sender_id)
+    message_intake.accept_message(
+        session=session,
+        account=account,
+        event=event,
+        runtime=runtime,
+        answered_by_follow_up=answered,
+        username=thread.username if thread is not None else None,
+    )
+
+
 def _accept_inbound(
     *, session: Session, account: Account, event: MessageEvent | PostbackEvent, runtime: Runtime
-) -> None:
+) -> ThreadMessage | None:
     thread = thread_for_person(session=session, account=account, igsid=event.sender_id)
     if thread is None:
         log.debug("message_outside_rule_conversations", sender_id=event.sender_id)
-        return
+        return None
     at = _at(event.timestamp)
     kind, text, payload, tap = _describe(event)
     dedupe_key = event.mid or event.natural_key
@@ -104,7 +135,7 @@ def _accept_inbound(
         },
     )
     if not inserted:
-        return  # the same message again (a replayed delivery): already recorded
+        return None  # the same message again (a replayed delivery): already recorded
     message = session.get(ThreadMessage, message_id)
     assert message is not None
     # The person's own message or tap opens (or extends) Meta's standard 24-hour window.
@@ -119,6 +150,16 @@ def _accept_inbound(
     session.execute(
         update(Thread).where(Thread.id == thread.id).values(**counter).execution_options(synchronize_session=False)
     )
+    if run_id is not None and kind is MessageKind.USER_TEXT:
+        run = session.get(Run, run_id)
+        contacts.capture_email(
+            session=session,
+            account_id=account.id,
+            igsid=event.sender_id,
+            rule_id=run.rule_id if run is not None else None,
+            text=text,
+            at=at,
+        )
     if run_id is not None and is_tap:
         repo.bump_engagement(session=session, run_id=run_id, account_id=account.id, at=clock.now(), taps=1)
     elif run_id is not None:
@@ -127,9 +168,12 @@ def _accept_inbound(
     metrics.observe_conversation_event(kind=kind.value)
     log.info("conversation_message", thread_id=thread.id, run_id=run_id, kind=kind.value)
     story_reply = isinstance(event, MessageEvent) and event.reply_to_story_id is not None
-    if not story_reply:
-        # A reply to one of the account's stories answers the story, not the rule's DM.
+    gate_tap = isinstance(event, PostbackEvent) and follow_gate.parse_gate_payload(event.payload) is not None
+    if not story_reply and not gate_tap:
+        # A reply to one of the account's stories answers the story, not the rule's DM; a tap on a follow gate
+        # is the gate's business (it unlocks the DM), not a reply the follow-up answers.
         followups.trigger(session=session, runtime=runtime, thread=thread, message=message, now=clock.now())
+    return message
 
 
 def _describe(

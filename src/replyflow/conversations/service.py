@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from replyflow.accounts.models import Account
 from replyflow.automation import clock
 from replyflow.automation.models import Rule, Run, SendState
+from replyflow.contacts import service as contacts
 from replyflow.conversations import repository as repo
 from replyflow.conversations.links import links_of
 from replyflow.conversations.models import (
@@ -117,22 +118,8 @@ def record_private_reply(*, session: Session, run: Run) -> Thread | None:
         existing.text = run.dm_text
         existing.payload = run.dm_message
     else:
-        rows.append(
-            {
-                "id": new_id("msg"),
-                "thread_id": thread.id,
-                "account_id": run.account_id,
-                "run_id": run.id,
-                "direction": Direction.OUTBOUND.value,
-                "kind": MessageKind.PRIVATE_REPLY.value,
-                "mid": run.dm_message_id,
-                "dedupe_key": key,
-                "text": run.dm_text,
-                "payload": run.dm_message,
-                "created_at": sent_at,
-                "recorded_at": clock.now(),
-            }
-        )
+        rows.append(_dm_row(thread=thread, run=run, mid=run.dm_message_id, key=key, text=run.dm_text,
+                            message=run.dm_message, at=sent_at))  # fmt: skip
     repo.insert_ignore_rows(session, ThreadMessage, rows)
     if thread.dm_sent_at is None or sent_at >= thread.dm_sent_at:
         thread.run_id = run.id
@@ -151,9 +138,77 @@ def record_private_reply(*, session: Session, run: Run) -> Thread | None:
     if thread.last_message_at is None or sent_at > thread.last_message_at:
         thread.last_message_at = sent_at
     thread.updated_at = clock.now()
+    contacts.note_answered(
+        session=session,
+        workspace_id=run.workspace_id,
+        account_id=run.account_id,
+        igsid=igsid,
+        username=run.username,
+        rule_id=run.rule_id,
+        at=sent_at,
+    )
     session.flush()
     log.info("conversation_started", thread_id=thread.id, run_id=run.id, comment_id=run.comment_id)
     return thread
+
+
+def _insert_dm(
+    *,
+    session: Session,
+    thread: Thread,
+    run: Run,
+    mid: str | None,
+    key: str,
+    text: str | None,
+    message: dict[str, Any] | None,
+    at: dt.datetime,
+) -> None:
+    """One of the rule's DMs on the thread (idempotent by ``key``)."""
+    row = _dm_row(thread=thread, run=run, mid=mid, key=key, text=text, message=message, at=at)
+    repo.insert_ignore_rows(session, ThreadMessage, [row])
+
+
+def _dm_row(
+    *, thread: Thread, run: Run, mid: str | None, key: str, text: str | None, message: dict[str, Any] | None,
+    at: dt.datetime,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "id": new_id("msg"),
+        "thread_id": thread.id,
+        "account_id": run.account_id,
+        "run_id": run.id,
+        "direction": Direction.OUTBOUND.value,
+        "kind": MessageKind.PRIVATE_REPLY.value,
+        "mid": mid,
+        "dedupe_key": key,
+        "text": text,
+        "payload": message,
+        "created_at": at,
+        "recorded_at": clock.now(),
+    }
+
+
+def record_direct_message(
+    *, session: Session, run: Run, text: str, message: dict[str, Any], mid: str | None, at: dt.datetime
+) -> None:
+    """A rule's DM sent by ``recipient.id`` after the first one (a follow gate's reminder, the unlocked DM): one more
+    outbound message on the person's thread."""
+    igsid = run.dm_recipient_id or run.from_id
+    if not igsid:
+        return
+    thread = ensure_thread(
+        session=session,
+        workspace_id=run.workspace_id,
+        account_id=run.account_id,
+        igsid=igsid,
+        username=run.username,
+        at=at,
+    )
+    _insert_dm(session=session, thread=thread, run=run, mid=mid, key=mid or f"dm:{run.id}:{at.isoformat()}", text=text,
+               message=message, at=at)  # fmt: skip
+    if thread.last_message_at is None or at > thread.last_message_at:
+        thread.last_message_at = at
+    thread.updated_at = clock.now()
 
 
 def thread_for_person(*, session: Session, account: Account, igsid: str) -> Thread | None:

@@ -373,6 +373,16 @@ class GraphClient:
         )
         return self._parse(InstagramAccount, body, endpoint="get_instagram_account")
 
+    async def get_follow_status(self, *, igsid: str, token: Token) -> bool | None:
+        """Whether the person follows the account: ``GET /{igsid}?fields=is_user_follow_business`` (User Profile
+        API, with the Page token; Meta answers only for someone who messaged the account). None when Meta leaves
+        the field out, which replyflow reads as "not known"."""
+        body = await self._get(
+            "get_follow_status", _node(igsid), token, "page", igsid, {"fields": "is_user_follow_business"}
+        )
+        value = body.get("is_user_follow_business")
+        return value if isinstance(value, bool) else None
+
     # -- media and comments -------------------------------------------------------------------------------
 
     async def list_media(

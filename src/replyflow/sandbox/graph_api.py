@@ -123,6 +123,7 @@ def resolve_route(call: GraphCall) -> Route:
         ("/{ig-id}", "IGUser", world.ig_accounts.get(head)),
         ("/{media-id}", "IGMedia", world.media.get(head)),
         ("/{comment-id}", "IGComment", state.get_comment(head)),
+        ("/{igsid}", "IGSID", world.people.get(head)),
     ]
     for template, node_type, node in found:
         if node is not None:
@@ -498,6 +499,38 @@ def _require_page_token(call: GraphCall) -> None:
         raise GraphError("(#210) A page access token is required to request this resource.", code=210)
 
 
+# -- a person's profile (the User Profile API) -------------------------------------------------------------------------
+
+
+def _get_person(call: GraphCall, person: Any) -> dict[str, Any]:
+    """``GET /{igsid}?fields=...`` with the Page token of an account the person messaged (their consent)."""
+    principal = _principal(call)
+    page = call.state.world.pages.get(principal.page_id or "") if principal.kind == "PAGE" else None
+    if page is None or page.ig_account_id is None:
+        raise GraphError("(#210) A page access token is required to request this resource.", code=210)
+    account_id = page.ig_account_id
+    call.uses.append(BusinessUse(object_id=account_id, type="instagram"))
+    follows = call.state.follow_status(account_id, person.igsid)
+    fields = {
+        "id": person.igsid,
+        "name": person.username,
+        "username": person.username,
+        "profile_pic": call.asset(f"avatars/{person.igsid}.svg"),
+        "follower_count": 0,
+        "is_verified_user": False,
+        "is_business_follow_user": False,
+        "is_user_follow_business": follows,
+    }
+    specs = parse_fields(call.param("fields")) or ()
+    out: dict[str, Any] = {"id": person.igsid}
+    for spec in specs:
+        if spec.name not in fields:
+            raise nonexisting_field(spec.name, "IGUser")
+        if fields[spec.name] is not None:
+            out[spec.name] = fields[spec.name]
+    return out
+
+
 # -- Instagram accounts, media and comments -------------------------------------------------------------------------
 
 
@@ -790,6 +823,7 @@ _HANDLERS: dict[tuple[str, str, str], Handler] = {
     ("DELETE", "Page", "subscribed_apps"): _delete_subscribed_apps,
     ("POST", "Page", "messages"): _post_page_messages,
     ("GET", "IGUser", ""): _get_ig,
+    ("GET", "IGSID", ""): _get_person,
     ("GET", "IGUser", "media"): _get_ig_media,
     ("POST", "IGUser", "messages"): _post_ig_messages,
     ("GET", "IGMedia", ""): _get_media,

@@ -121,6 +121,10 @@ class Person(BaseModel):
 
     igsid: str
     username: str
+    # Instagram accounts (ids) this person follows: what ``GET /{igsid}?fields=is_user_follow_business`` reads.
+    follows: list[str] = Field(default_factory=list)
+    # Accounts for which Meta answers the follow question without the field (its answer is not known).
+    follow_unknown_for: list[str] = Field(default_factory=list)
 
 
 class Media(BaseModel):

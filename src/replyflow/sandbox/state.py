@@ -1105,15 +1105,27 @@ class SandboxState:
         username: str | None = None,
         from_id: str | None = None,
         quick_reply_payload: str | None = None,
+        story_id: str | None = None,
+        story_mention_url: str | None = None,
     ) -> dict[str, Any]:
-        """The person writes to the account (or taps a quick reply): opens the 24 h window, queues ``messages``."""
+        """The person writes to the account (or taps a quick reply): opens the 24 h window, queues ``messages``.
+
+        ``story_id``: the message replies to that story of the account (``message.reply_to.story``);
+        ``story_mention_url``: the person mentioned the account in their story (a ``story_mention`` attachment,
+        with ``text`` usually empty)."""
         with self.transaction():
             account = self._ig(ig_account_id)
             person = self._person_for(username=username, from_id=from_id)
             now = self.now()
-            message: dict[str, Any] = {"mid": ids.message_id(account.id), "text": text}
+            message: dict[str, Any] = {"mid": ids.message_id(account.id)}
+            if text:
+                message["text"] = text
             if quick_reply_payload is not None:
                 message["quick_reply"] = {"payload": quick_reply_payload}
+            if story_id is not None:
+                message["reply_to"] = {"story": {"id": story_id, "url": f"https://lookaside.sandbox.test/{story_id}"}}
+            if story_mention_url is not None:
+                message["attachments"] = [{"type": "story_mention", "payload": {"url": story_mention_url}}]
             item = {
                 "sender": {"id": person.igsid},
                 "recipient": {"id": account.id},
@@ -1128,6 +1140,40 @@ class SandboxState:
                 payload=messaging_payload(ig_account_id=account.id, at=now, item=item),
             )
             return item
+
+    def set_follows(
+        self,
+        ig_account_id: str,
+        *,
+        follows: bool | None,
+        username: str | None = None,
+        from_id: str | None = None,
+    ) -> Person:
+        """The person follows (or unfollows) the account; None makes Meta leave the answer out (not known)."""
+        with self.transaction():
+            self._ig(ig_account_id)
+            person = self._person_for(username=username, from_id=from_id)
+            person.follows = [a for a in person.follows if a != ig_account_id] + ([ig_account_id] if follows else [])
+            person.follow_unknown_for = [a for a in person.follow_unknown_for if a != ig_account_id]
+            if follows is None:
+                person.follow_unknown_for.append(ig_account_id)
+            self._touch()
+            return person
+
+    def follow_status(self, ig_account_id: str, igsid: str) -> bool | None:
+        """``is_user_follow_business`` as Meta would answer it (None: left out), or KeyError for no such person.
+
+        Meta answers the user profile only for someone who messaged the account (their consent): otherwise
+        ``GraphError`` 230, as Meta's "User consent is required to access user profile"."""
+        with self._lock:
+            person = self.world.people.get(igsid)
+            if person is None:
+                raise KeyError(igsid)
+            if _thread_key(ig_account_id, igsid) not in self.world.threads:
+                raise GraphError("(#230) User consent is required to access user profile", code=230)
+            if ig_account_id in person.follow_unknown_for:
+                return None
+            return ig_account_id in person.follows
 
     def user_postback(
         self,

@@ -86,6 +86,22 @@ class SimulatedMessage(_In):
     quick_reply_payload: str | None = Field(default=None, max_length=1000)
     postback_payload: str | None = Field(default=None, max_length=1000)
     postback_title: str | None = Field(default=None, max_length=20)
+    #: The message replies to this story of the account (a ``story_reply``).
+    story_id: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
+    #: The person mentioned the account in their story (a ``story_mention`` attachment; ``text`` may be empty).
+    story_mention: bool = False
+
+
+class SimulatedFollow(_In):
+    account_id: str
+    username: str = Field(min_length=1, max_length=30, pattern=r"^[A-Za-z0-9._]+$")
+    #: True follows, False unfollows, None makes Meta leave ``is_user_follow_business`` out (an unknown answer).
+    follows: bool | None = True
+
+
+class SimulatedLive(_In):
+    account_id: str
+    caption: str = Field(default="Live now", min_length=1, max_length=200)
 
 
 def _sandbox(request: Request) -> tuple[SandboxState, WebhookSender]:
@@ -172,20 +188,60 @@ async def simulate_message(
                 title=body.postback_title or "Open",
                 username=body.username,
             )
-        elif body.text is not None or body.quick_reply_payload is not None:
+        elif body.text or body.quick_reply_payload is not None or body.story_mention:
             result = state.user_message(
                 account.instagram_id,
                 text=body.text or "",
                 username=body.username,
                 quick_reply_payload=body.quick_reply_payload,
+                story_id=body.story_id,
+                story_mention_url="https://sandbox.test/story-mention.jpg" if body.story_mention else None,
             )
         else:
-            raise ValidationFailed("Send a text, a quick_reply_payload or a postback_payload.", field="text")
+            raise ValidationFailed(
+                "Send a text, a quick_reply_payload, a postback_payload or story_mention: true.",
+                field="text",
+                hint="A DM, a story reply (text with story_id) and a story mention are all messages.",
+            )
     except (KeyError, ValueError) as exc:
         raise ValidationFailed(f"The sandbox refused this message: {exc}", field="text") from None
     session.commit()
     deliveries = await _deliver(request)
     return JSONResponse({"result": result, "webhook_deliveries": deliveries}, status_code=202)
+
+
+@router.post("/follows")
+def simulate_follow(
+    body: SimulatedFollow, request: Request, session: SessionDep, workspace: CurrentWorkspace
+) -> dict[str, Any]:
+    """The person follows (or unfollows) the account, as ``is_user_follow_business`` will say."""
+    account = accounts.get_account(session=session, workspace_id=workspace.id, account_id=body.account_id)
+    state, _ = _sandbox(request)
+    person = state.set_follows(account.instagram_id, follows=body.follows, username=body.username)
+    return {"igsid": person.igsid, "username": person.username, "follows": body.follows}
+
+
+@router.post("/live", status_code=201)
+def start_live(
+    body: SimulatedLive, request: Request, session: SessionDep, workspace: CurrentWorkspace
+) -> dict[str, Any]:
+    """The account goes live: comments on this broadcast arrive as ``live_comments`` (POST /comments with its id)."""
+    account = accounts.get_account(session=session, workspace_id=workspace.id, account_id=body.account_id)
+    state, _ = _sandbox(request)
+    media = state.add_media(account.instagram_id, caption=body.caption, live=True)
+    return {"media_id": media.id, "live": True}
+
+
+@router.post("/live/{media_id}/end")
+def end_live(media_id: str, request: Request, session: SessionDep, workspace: CurrentWorkspace) -> dict[str, Any]:
+    """The broadcast ends: Meta then refuses private replies to its comments."""
+    state, _ = _sandbox(request)
+    media = state.get_media(media_id)
+    owned = {a.instagram_id for a in accounts.list_accounts(session=session, workspace_id=workspace.id)}
+    if media is None or media.ig_account_id not in owned or media.live_status is None:
+        raise NotFound("No live broadcast with this id.", hint="Start one with POST /api/sandbox/live.")
+    state.end_live(media_id)
+    return {"media_id": media_id, "live": False}
 
 
 @router.get("/outbox")

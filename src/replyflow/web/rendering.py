@@ -54,6 +54,7 @@ NAVIGATION: tuple[tuple[str, str, bool], ...] = (
     ("/app/rules", "Rules", False),
     ("/app/activity", "Activity", False),
     ("/app/conversations", "Conversations", False),
+    ("/app/contacts", "Contacts", False),
     ("/app/analytics", "Analytics", False),
     ("/app/sandbox", "Sandbox", True),
     ("/app/members", "Members", False),

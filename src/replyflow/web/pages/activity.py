@@ -35,7 +35,20 @@ STATUSES: dict[str, tuple[str, str, str]] = {
     RunStatus.FAILED.value: ("Failed", "badge-bad", "replyflow gave up on this comment."),
     RunStatus.WAITING_QUOTA.value: ("Waiting", "badge-warn", "Meta’s DM limit for this hour is reached."),
     RunStatus.PAUSED.value: ("Paused", "badge-warn", "The account must be reconnected; this resumes afterwards."),
+    RunStatus.GATED.value: ("Waiting for a tap", "badge-info", "The follow gate is out; the DM unlocks when they tap."),
+    RunStatus.UNLOCKING.value: ("Unlocking", "badge-info", "They tapped the gate; checking whether they follow you."),
 }
+
+# What started a run, as the feed names it.
+TRIGGERS: dict[str, str] = {
+    "comment": "Comment",
+    "live_comment": "Live comment",
+    "story_reply": "Story reply",
+    "dm_keyword": "DM",
+    "story_mention": "Story mention",
+}
+# Steps whose own explanation is worth showing (the follow gate's: what Meta said, and why replyflow stopped).
+DETAILED_STEPS = frozenset({"follow_checked", "gate_limit_reached", "gate_tap_ignored"})
 
 FAILURES: dict[str, str] = {
     RunFailure.OUTSIDE_WINDOW.value: "Too late: Meta allows a DM only within 7 days of the comment.",
@@ -55,6 +68,12 @@ FAILURES: dict[str, str] = {
     "user_not_found": "Meta could not find this person.",
     "recipient_not_allowed": "Meta does not allow messages to this person.",
     "rejected": "Meta refused the DM for this comment.",
+    "dm_outcome_unknown": (
+        "The DM may or may not have reached them (Meta’s answer never came); it is not sent twice. Check Instagram."
+    ),
+    "unlock_outcome_unknown": (
+        "The unlocked DM may or may not have reached them (Meta’s answer never came); it is not sent twice."
+    ),
 }
 
 STEP_LABELS: dict[str, str] = {
@@ -77,9 +96,18 @@ STEP_LABELS: dict[str, str] = {
     "resumed": "Resumed",
     "done": "Done",
     "failed": "Failed",
+    "gate_sent": "Follow gate sent",
+    "gate_tapped": "Gate tapped",
+    "gate_tap_ignored": "Another tap (ignored)",
+    "follow_checked": "Asked Instagram: do they follow?",
+    "gate_again_attempt": "Sending the gate again",
+    "gate_sent_again": "Gate sent again",
+    "unlock_attempt": "Unlocking the DM",
+    "unlocked": "DM unlocked",
+    "gate_limit_reached": "Stopped asking (3 gates)",
 }
 # Attempts are followed by their outcome; showing both would only add noise.
-_QUIET_STEPS = frozenset({"rule_checked", "public_reply_attempt", "dm_attempt"})
+_QUIET_STEPS = frozenset({"rule_checked", "public_reply_attempt", "dm_attempt", "gate_again_attempt", "unlock_attempt"})
 
 
 def reason_text(reason: str | None, detail: str | None = None) -> str | None:
@@ -170,6 +198,8 @@ def _values(db: Session, signed_in: SignedIn, filters: Filters, cursor: str | No
         "filters": filters,
         "cursor": cursor,
         "step_labels": STEP_LABELS,
+        "triggers": TRIGGERS,
+        "detailed_steps": DETAILED_STEPS,
         "poll_seconds": POLL_SECONDS,
     }
 

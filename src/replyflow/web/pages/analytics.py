@@ -16,9 +16,10 @@ from starlette.responses import Response
 
 from replyflow.accounts import repository as accounts_repository
 from replyflow.analytics import service as analytics
+from replyflow.analytics.triggers import GateFunnel, gate_funnels, trigger_counts
 from replyflow.automation import clock
 from replyflow.web.charts import DayValues, Series, daily_bars
-from replyflow.web.pages.activity import reason_text
+from replyflow.web.pages.activity import TRIGGERS, reason_text
 from replyflow.web.rendering import CurrentUser, PageDb, PageRoute, render
 from replyflow.web.sessions import SignedIn
 
@@ -61,6 +62,17 @@ def _funnel(numbers: dict[str, Any]) -> list[FunnelStep]:
         ("DMs sent", numbers["dms_sent"]),
         ("Replied or tapped", numbers["replies_received"] + numbers["button_taps"]),
         ("Clicked a link", numbers["unique_link_clicks"]),
+    ]
+    return [FunnelStep(label, count, round(100 * count / top) if top else 0) for label, count in rows]
+
+
+def _gate_steps(gate: GateFunnel) -> list[FunnelStep]:
+    top = gate.gate_sent
+    rows = [
+        ("Gate sent", gate.gate_sent),
+        ("Tapped", gate.tapped),
+        ("Followed", gate.followed),
+        ("Unlocked", gate.unlocked),
     ]
     return [FunnelStep(label, count, round(100 * count / top) if top else 0) for label, count in rows]
 
@@ -138,6 +150,21 @@ def analytics_page(
         "exports": [(f"{PATH}/export.csv?{query}&group_by={key}", label) for key, label in GROUPINGS],
         "ttd_p50": _duration(totals["time_to_dm_p50_seconds"]),
         "ttd_p95": _duration(totals["time_to_dm_p95_seconds"]),
+        "by_trigger": trigger_counts(
+            session=db,
+            workspace_id=signed_in.workspace.id,
+            start=result.start,
+            end=result.end,
+            account_id=owned,
+            comments=(int(totals["comments_seen"]), int(totals["matched"]), int(totals["dms_sent"])),
+        ),
+        "trigger_labels": TRIGGERS,
+        "gates": [
+            (g, _gate_steps(g))
+            for g in gate_funnels(
+                session=db, workspace_id=signed_in.workspace.id, start=result.start, end=result.end, account_id=owned
+            )
+        ],
     }
     return render(request, "analytics.html", values, signed_in=signed_in)
 

@@ -27,6 +27,15 @@ POSTS_CHOICES: tuple[tuple[str, str, str], ...] = (
     ("any", "Any post", "Comments on every post and reel, now and later."),
     ("next", "My next post", "The first post or reel you publish after saving, as soon as replyflow sees it."),
 )
+TRIGGER_CHOICES: tuple[tuple[str, str, str], ...] = (
+    ("comment", "A comment on a post or reel", "The classic: a public reply (optional), then one DM."),
+    ("live_comment", "A comment during a Live", "Answered by DM only, while the broadcast runs."),
+    ("story_reply", "A reply to one of your stories", "They wrote first, so the DM goes within 24 hours."),
+    ("dm_keyword", "A DM with a keyword", "Any message they send you (not a tap on a button)."),
+    ("story_mention", "A mention in their story", "Thank them by DM (choose “Every comment” below)."),
+)
+#: Triggers that answer a message the person wrote: no public reply, no post to pick.
+MESSAGE_TRIGGERS = frozenset({"story_reply", "dm_keyword", "story_mention"})
 MAX_REPLY_VARIANTS = 10
 MAX_BUTTONS = 3
 
@@ -36,6 +45,9 @@ _FRIENDLY: dict[str, str] = {
     "media_ids_required": "Pick at least one post, or choose “Any post”.",
     "no_action": "The rule sends nothing yet: write a DM, a public reply, or both.",
     "follow_up_without_dm": "This rule has a follow-up message, so it needs a DM too.",
+    "follow_gate_without_dm": "“Follow to unlock” holds back a DM, so write the DM too.",
+    "public_reply_not_allowed": "This trigger answers by DM only: remove the public reply texts.",
+    "collect_email_without_dm": "The email comes from a reply to the DM, so write the DM too.",
     "url_scheme": "Links must start with https://.",
     "string_too_short": "This can’t be empty.",
     "missing": "This is required.",
@@ -65,6 +77,12 @@ class RuleForm:
     account_id: str = ""
     name: str = ""
     enabled: bool = True
+    trigger: str = "comment"
+    gate_on: bool = False
+    gate_text: str = ""
+    gate_button: str = "I follow now"
+    tags: str = ""
+    collect_email: bool = False
     posts_mode: str = "specific"
     media_ids: list[str] = field(default_factory=list)
     keywords: str = ""
@@ -85,10 +103,17 @@ class RuleForm:
     def from_rule(cls, rule: Rule) -> RuleForm:
         private = dict(rule.private_reply or {})
         public = rule.public_reply or {}
+        gate = rule.follow_gate or {}
         return cls(
             account_id=rule.account_id,
             name=rule.name,
             enabled=rule.enabled,
+            trigger=rule.trigger or "comment",
+            gate_on=bool(rule.follow_gate),
+            gate_text=str(gate.get("text") or ""),
+            gate_button=str(gate.get("button_title") or "I follow now"),
+            tags=", ".join(rule.tags or []),
+            collect_email=bool(rule.collect_email),
             posts_mode=rule.posts_mode,
             media_ids=list(rule.media_ids or []),
             keywords=", ".join(rule.keywords or []),
@@ -116,6 +141,12 @@ class RuleForm:
             account_id=_text(form, "account_id", 64),
             name=_text(form, "name", 200),
             enabled=form.get("enabled") is not None,
+            trigger=_text(form, "trigger", 16) or "comment",
+            gate_on=form.get("gate_on") is not None,
+            gate_text=_text(form, "gate_text", 800),
+            gate_button=_text(form, "gate_button", 40) or "I follow now",
+            tags=_text(form, "tags", 600),
+            collect_email=form.get("collect_email") is not None,
             posts_mode=_text(form, "posts_mode", 16) or "specific",
             media_ids=[m.strip() for m in _texts(form, "media_ids", 128) if m.strip()][:200],
             keywords=_text(form, "keywords", 12000),
@@ -148,10 +179,17 @@ class RuleForm:
             priority: int | str = int(self.priority)
         except ValueError:
             priority = self.priority
+        posts = {"mode": self.posts_mode, "media_ids": media_ids}
+        if self.trigger in MESSAGE_TRIGGERS or (self.trigger == "live_comment" and self.posts_mode == "next"):
+            posts = {"mode": "any", "media_ids": []}  # a DM is about no post; a Live is never the "next post"
         return {
             "name": self.name,
             "enabled": self.enabled,
-            "posts": {"mode": self.posts_mode, "media_ids": media_ids},
+            "trigger": self.trigger,
+            "follow_gate": {"text": self.gate_text, "button_title": self.gate_button} if self.gate_on else None,
+            "tags": split_words(self.tags),
+            "collect_email": self.collect_email,
+            "posts": posts,
             "keywords": [] if self.match == "any_comment" else split_words(self.keywords),
             "match": self.match,
             "exclude_keywords": split_words(self.exclude_keywords),
@@ -189,8 +227,12 @@ def form_key(path: str) -> str:
         return "exclude_keywords"
     if base.startswith("keywords"):
         return "keywords"
-    if base in ("name", "match", "priority"):
+    if base in ("name", "match", "priority", "trigger", "collect_email"):
         return base
+    if base.startswith("tags"):
+        return "tags"
+    if base.startswith("follow_gate"):
+        return "gate_button" if base.endswith("button_title") else "gate_text"
     if base.startswith("public_reply.texts"):
         return f"public_reply_text.{index}" if index is not None else "public_reply_text"
     if base.startswith("public_reply"):

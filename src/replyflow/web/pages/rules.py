@@ -30,7 +30,9 @@ from replyflow.web.pages.rule_form import (
     MATCH_CHOICES,
     MAX_BUTTONS,
     MAX_REPLY_VARIANTS,
+    MESSAGE_TRIGGERS,
     POSTS_CHOICES,
+    TRIGGER_CHOICES,
     RuleForm,
     field_errors,
 )
@@ -231,6 +233,8 @@ def _builder_values(
         "posts": posts or PostPage([], None),
         "match_choices": MATCH_CHOICES,
         "posts_choices": POSTS_CHOICES,
+        "trigger_choices": TRIGGER_CHOICES,
+        "message_triggers": sorted(MESSAGE_TRIGGERS),
         "max_variants": MAX_REPLY_VARIANTS,
         "max_buttons": MAX_BUTTONS,
         "sample_username": SAMPLE_USERNAME,

@@ -183,6 +183,51 @@
     update();
   }
 
+  var TRIGGER_CONTEXT = {
+    comment: "Replied to your comment on a post",
+    live_comment: "Replied to your comment on a live video",
+    story_reply: "Replied to your story reply",
+    dm_keyword: "Replied to your message",
+    story_mention: "Replied to your story mention"
+  };
+
+  function setupTrigger(form) {
+    // Message triggers have no post to pick and no public reply; a Live comment has no public reply either.
+    var group = $("[data-trigger-choices]", form);
+    if (!group) { return; }
+    var messageTriggers = (group.getAttribute("data-message-triggers") || "").split(" ");
+    function update() {
+      var checked = $("input[name='trigger']:checked", form);
+      var trigger = checked ? checked.value : "comment";
+      $all("[data-comment-only]", form).forEach(function (el) { el.hidden = messageTriggers.indexOf(trigger) >= 0; });
+      $all("[data-post-comment-only]", form).forEach(function (el) { el.hidden = trigger !== "comment"; });
+      var context = document.getElementById("dm-preview-context");
+      if (context) { context.textContent = TRIGGER_CONTEXT[trigger] || TRIGGER_CONTEXT.comment; }
+      var gateOn = $("input[name='gate_on']", form);
+      $all("[data-gate-fields]", form).forEach(function (el) { el.hidden = !(gateOn && gateOn.checked); });
+    }
+    form.addEventListener("change", update);
+    update();
+  }
+
+  function setupGatePreview(form) {
+    var gate = document.getElementById("dm-preview-gate");
+    if (!gate) { return; }
+    function update() {
+      var on = $("input[name='gate_on']", form);
+      var text = $("textarea[name='gate_text']", form);
+      var title = $("input[name='gate_button']", form);
+      gate.hidden = !(on && on.checked);
+      var bubble = $(".dm-bubble", gate);
+      var button = $(".dm-button", gate);
+      if (bubble) { bubble.textContent = text && text.value.trim() ? renderSample(text.value.trim()) : "Your gate message appears here."; }
+      if (button) { button.textContent = title && title.value.trim() ? title.value.trim() : "I follow now"; }
+    }
+    form.addEventListener("input", update);
+    form.addEventListener("change", update);
+    update();
+  }
+
   function setup(root) {
     $all("input[data-token-feedback], textarea[data-token-feedback]", root).forEach(setupTokenField);
     $all("[data-repeat-template]", root).forEach(setupRepeat);
@@ -190,6 +235,8 @@
       setupPostsMode(form);
       setupMatchMode(form);
       setupDmPreview(form);
+      setupTrigger(form);
+      setupGatePreview(form);
     });
   }
 
