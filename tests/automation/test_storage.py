@@ -91,8 +91,18 @@ def test_rules_for_other_posts_are_left_out_but_one_that_stands_for_them(any_db_
     other_b = world.add_rule(name="other b", posts={"mode": "specific", "media_ids": ["1790000000000003"]})
     every_post = world.add_rule(name="every post", posts={"mode": "any"})
     with world.runtime.session() as session:
-        on_first = [r.id for r in repo.rules_for_post(session=session, account_id=world.account_id, media_id=first)]
-        on_second = [r.id for r in repo.rules_for_post(session=session, account_id=world.account_id, media_id=second)]
+        on_first = [
+            r.id
+            for r in repo.rules_for_post(
+                session=session, account_id=world.account_id, media_id=first, triggers=["comment"]
+            )
+        ]
+        on_second = [
+            r.id
+            for r in repo.rules_for_post(
+                session=session, account_id=world.account_id, media_id=second, triggers=["comment"]
+            )
+        ]
     assert on_first == [other_a, this_post, every_post]  # priority order kept; "other b" is stood for by "other a"
     assert on_second == [other_a, every_post]
     assert other_b not in on_first + on_second
