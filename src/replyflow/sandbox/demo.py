@@ -1,4 +1,4 @@
-"""``replyflow demo``: a demo workspace with a connected sandbox account, its posts and one rule — idempotently.
+"""``replyflow demo``: a demo workspace, a connected sandbox account and a rule per post that asks — idempotently.
 
 It goes through the product's real paths: a User token from the emulator (as Graph API Explorer would give it),
 the token conversion and save services, and the rule service. When a server is already running on
@@ -8,11 +8,13 @@ opened in-process from the world file that ``replyflow serve`` loads at start-up
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -26,13 +28,41 @@ from replyflow.automation.schemas import RuleCreate
 from replyflow.config import Settings
 from replyflow.errors import ConfigurationError, UpstreamError
 from replyflow.graph.client import GraphClient
+from replyflow.graph.types import Media
 from replyflow.runtime import Runtime
 from replyflow.workspaces import service as workspaces
 from replyflow.workspaces import users
 from replyflow.workspaces.models import Workspace
 
 DEMO_WORKSPACE = "Demo workspace"
-DEMO_RULE_NAME = "Send the link to people who ask"
+# One rule per demo post that asks for a word: the caption says "Comment ROAST", the rule listens for "roast".
+# (word in the caption, rule name, keywords, DM text, button title, button link)
+DEMO_RULES: tuple[tuple[str, str, list[str], str, str, str], ...] = (
+    (
+        "ROAST",
+        "Early-bird link for ROAST",
+        ["roast"],
+        "Hi {first_name|there}! Here is your early-bird link to the new Ethiopia Guji ☕",
+        "Open the shop",
+        "https://example.com/shop/new-roast",
+    ),
+    (
+        "LINK",
+        "Cupping tickets for LINK",
+        ["link", "ticket"],
+        "Hi {first_name|there}! Here are your free tickets for Saturday’s cupping, 10am 🎟️",
+        "Get tickets",
+        "https://example.com/cupping",
+    ),
+    (
+        "RECIPE",
+        "V60 recipe card for RECIPE",
+        ["recipe"],
+        "Hi {first_name|there}! Here is the V60 recipe card, ready in under a minute ⏱️",
+        "Open the recipe",
+        "https://example.com/recipes/v60",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +74,8 @@ class DemoSeed:
     rule_id: str
     email: str
     password: str
+    rule_ids: tuple[str, ...] = ()
+    server_url: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -52,27 +84,38 @@ class DemoSeed:
             "account_id": self.account_id,
             "media_ids": self.media_ids,
             "rule_id": self.rule_id,
+            "rule_ids": list(self.rule_ids),
         }
 
 
-def demo_rule(account_id: str, media_id: str) -> RuleCreate:
+def demo_rule(account_id: str, media_id: str, word: str) -> RuleCreate:
+    """The demo rule for the post whose caption asks people to comment ``word``."""
+    _, name, keywords, text, button, url = next(r for r in DEMO_RULES if r[0] == word)
     return RuleCreate.model_validate(
         {
             "account_id": account_id,
-            "name": DEMO_RULE_NAME,
+            "name": name,
             "enabled": True,
             "posts": {"mode": "specific", "media_ids": [media_id]},
-            "keywords": ["link", "price"],
+            "keywords": keywords,
             "match": "contains_any",
             "exclude_keywords": [],
             "public_reply": {"texts": ["Sent you a DM, @{username}!", "Check your inbox 📬"]},
-            "private_reply": {
-                "text": "Hi {first_name}! Here is the link to our new roast ☕",
-                "buttons": [{"title": "Open the shop", "url": "https://example.com/shop/new-roast"}],
-            },
+            "private_reply": {"text": text, "buttons": [{"title": button, "url": url}]},
             "once_per_user": True,
         }
     )
+
+
+def asking_posts(media: list[Media]) -> list[tuple[str, str]]:
+    """(word, media id) for each demo rule's post: the newest post whose caption says "Comment WORD"."""
+    found: list[tuple[str, str]] = []
+    for word, *_ in DEMO_RULES:
+        pattern = re.compile(rf"\bcomment\s+{word}\b", re.IGNORECASE)
+        post = next((m for m in media if pattern.search(m.caption or "")), None)
+        if post is not None:
+            found.append((word, post.id))
+    return found
 
 
 def _local_transport(settings: Settings) -> httpx.AsyncBaseTransport:
@@ -154,25 +197,14 @@ async def seed_demo(runtime: Runtime, *, transport: httpx.AsyncBaseTransport | N
         if not media_ids:
             raise UpstreamError("The sandbox account has no posts.")
 
+        rule_ids: list[str] = []
+        asking = asking_posts(list(media.items))
+        if not asking:
+            raise UpstreamError("The sandbox account has no post that asks for a comment.")
         with runtime.session() as session:
-            rule = session.scalar(
-                select(Rule).where(
-                    Rule.account_id == account_id, Rule.name == DEMO_RULE_NAME, Rule.deleted_at.is_(None)
-                )
-            )
-            if rule is None:
-
-                async def all_known(_account: Account, _ids: Any) -> set[str]:
-                    return set()  # the ids come straight from the account's media list above
-
-                rule = await rules_service.create_rule(
-                    session=session,
-                    workspace_id=workspace_id,
-                    body=demo_rule(account_id, media_ids[0]),
-                    check_media=all_known,
-                    end_read=lambda: None,
-                )
-            rule_id = rule.id
+            for word, media_id in asking:
+                rule_id = await _ensure_demo_rule(session, workspace_id, account_id, media_id, word)
+                rule_ids.append(rule_id)
     finally:
         await graph.aclose()
     return DemoSeed(
@@ -180,10 +212,28 @@ async def seed_demo(runtime: Runtime, *, transport: httpx.AsyncBaseTransport | N
         api_key=api_key,
         account_id=account_id,
         media_ids=media_ids,
-        rule_id=rule_id,
+        rule_id=rule_ids[0],
         email=users.DEMO_EMAIL,
         password=password,
+        rule_ids=tuple(rule_ids),
     )
+
+
+async def _ensure_demo_rule(session: Session, workspace_id: str, account_id: str, media_id: str, word: str) -> str:
+    """The demo rule for ``word``, created unless it already exists (by name, not deleted)."""
+    body = demo_rule(account_id, media_id, word)
+    rule = session.scalar(
+        select(Rule).where(Rule.account_id == account_id, Rule.name == body.name, Rule.deleted_at.is_(None))
+    )
+    if rule is None:
+
+        async def all_known(_account: Account, _ids: Any) -> set[str]:
+            return set()  # the ids come straight from the account's media list
+
+        rule = await rules_service.create_rule(
+            session=session, workspace_id=workspace_id, body=body, check_media=all_known, end_read=lambda: None
+        )
+    return rule.id
 
 
 def seed_demo_sync(runtime: Runtime) -> DemoSeed:

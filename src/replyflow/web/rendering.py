@@ -147,6 +147,15 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def warm_templates() -> int:
+    """Compile every page template now, so no visitor waits for it (a first render compiles: 50–150 ms each)."""
+    env = environment()
+    names = [name for name in env.list_templates() if name.endswith(".html")]
+    for name in names:
+        env.get_template(name)
+    return len(names)
+
+
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -276,6 +285,7 @@ def signed_in_user(request: Request, db: PageDb, form: SubmittedForm) -> SignedI
             given = value if isinstance(value, str) else None
         sessions.check_csrf(signed_in=found, given=given)
     request.state.session_workspace_id = found.workspace.id
+    request.state.signed_in = found  # error pages keep the signed-in menu
     return found
 
 
@@ -294,6 +304,9 @@ class Problem:
 
 
 def _problem_for(exc: Exception) -> Problem:
+    if isinstance(exc, ReplyflowError) and exc.http_status == 404:
+        # The API's hint ("List your rules with GET /api/rules") means nothing on a page: the app's own 404.
+        return Problem(404, "Not found", exc.message, not_found_problem().hint)
     if isinstance(exc, ReplyflowError):
         titles = {
             401: "Please sign in",
@@ -368,11 +381,11 @@ class PageRoute(APIRoute):
                 response = login_redirect(request)
             except (ReplyflowError, StarletteHTTPException, RequestValidationError) as exc:
                 setattr(request.state, _FAILED_ATTR, True)
-                response = error_page(request, _problem_for(exc))
+                response = error_page(request, _problem_for(exc), signed_in=getattr(request.state, "signed_in", None))
             except Exception as exc:
                 setattr(request.state, _FAILED_ATTR, True)
                 log.error("page_failed", path=request.url.path, error=exc, exc_info=exc)
-                response = error_page(request, _problem_for(exc))
+                response = error_page(request, _problem_for(exc), signed_in=getattr(request.state, "signed_in", None))
             add_security_headers(response, settings_of(request))
             return response
 

@@ -22,7 +22,7 @@ from replyflow.automation.models import Rule, Run
 from replyflow.automation.reasons import SkipReason
 from replyflow.automation.run_schemas import RuleTestIn, RuleTestOut
 from replyflow.automation.schemas import RuleCreate, RuleUpdate, validation_failed
-from replyflow.errors import ReplyflowError, ValidationFailed
+from replyflow.errors import NotFound, ReplyflowError, ValidationFailed
 from replyflow.graph.client import GraphClient
 from replyflow.graph.errors import GraphError
 from replyflow.graph.types import Media
@@ -350,9 +350,23 @@ def test_rule(request: Request, db: PageDb, signed_in: CurrentUser, form: Submit
     return render(request, "partials/rule_test_result.html", {"outcome": outcome}, signed_in=signed_in)
 
 
+def _rule_for_page(db: Session, signed_in: SignedIn, rule_id: str) -> Rule:
+    """The live rule, or a 404 that says so plainly when it was deleted (links to it stay in history)."""
+    try:
+        return rules_repository.get_rule(session=db, workspace_id=signed_in.workspace.id, rule_id=rule_id)
+    except NotFound:
+        gone = db.get(Rule, rule_id)
+        if gone is not None and gone.workspace_id == signed_in.workspace.id and gone.deleted_at is not None:
+            raise NotFound(
+                f"The rule “{gone.name}” was deleted on {gone.deleted_at:%d %b %Y}. Its past activity stays in "
+                "Activity and Analytics."
+            ) from None
+        raise
+
+
 @router.get(PATH + "/{rule_id}")
 async def edit_rule(request: Request, rule_id: str, db: PageDb, signed_in: CurrentUser) -> Response:
-    rule = rules_repository.get_rule(session=db, workspace_id=signed_in.workspace.id, rule_id=rule_id)
+    rule = _rule_for_page(db, signed_in, rule_id)
     accounts = _accounts(db, signed_in)
     account = next((a for a in accounts if a.id == rule.account_id), None)
     posts = await load_posts(request, db, account) if account is not None else None
@@ -364,7 +378,7 @@ async def edit_rule(request: Request, rule_id: str, db: PageDb, signed_in: Curre
 async def save_rule(
     request: Request, rule_id: str, db: PageDb, signed_in: CurrentUser, form: SubmittedForm
 ) -> Response:
-    rule = rules_repository.get_rule(session=db, workspace_id=signed_in.workspace.id, rule_id=rule_id)
+    rule = _rule_for_page(db, signed_in, rule_id)
     accounts = _accounts(db, signed_in)
     existing = RuleForm.from_rule(rule)
     typed = RuleForm.from_form(form, existing=existing)
@@ -391,7 +405,7 @@ async def save_rule(
 
 @router.get(PATH + "/{rule_id}/delete")
 def confirm_delete(request: Request, rule_id: str, db: PageDb, signed_in: CurrentUser) -> Response:
-    rule = rules_repository.get_rule(session=db, workspace_id=signed_in.workspace.id, rule_id=rule_id)
+    rule = _rule_for_page(db, signed_in, rule_id)
     return render(request, "rule_delete.html", {"rule": rule}, signed_in=signed_in)
 
 

@@ -45,9 +45,10 @@ def _outbox(request: Request, accounts: list[Account]) -> list[dict[str, Any]]:
     return [outbox_json(e) for e in state.outbox() if e.ig_account_id in ig_ids][:RECENT]
 
 
-def _watch_values(request: Request, db: Session, signed_in: SignedIn) -> dict[str, Any]:
+async def _watch_values(request: Request, db: Session, signed_in: SignedIn) -> dict[str, Any]:
     accounts = accounts_repository.list_accounts(session=db, workspace_id=signed_in.workspace.id)
-    items, _ = feed_items(db, signed_in, Filters("", "", ""), cursor=None)
+    # The account's own public replies are hidden here as in Activity: they show under "What Meta received".
+    items, _ = await feed_items(request, db, signed_in, Filters(), cursor=None, limit=RECENT)
     return {"items": items[:RECENT], "outbox": _outbox(request, accounts), "step_labels": STEP_LABELS}
 
 
@@ -72,7 +73,7 @@ async def _page(
         "form": form,
         "errors": {},
         "result": None,
-        **_watch_values(request, db, signed_in),
+        **(await _watch_values(request, db, signed_in)),
     }
     context.update({k: v for k, v in (values or {}).items() if k != "form"})
     return render(request, "sandbox.html", context, signed_in=signed_in, status=status)
@@ -84,10 +85,11 @@ async def sandbox_page(request: Request, db: PageDb, signed_in: CurrentUser) -> 
 
 
 @router.get(PATH + "/watch")
-def watch(request: Request, db: PageDb, signed_in: CurrentUser) -> Response:
+async def watch(request: Request, db: PageDb, signed_in: CurrentUser) -> Response:
     """The panel's live part (htmx polling): the newest runs and the emulator's outbox."""
     _require_sandbox(request)
-    return render(request, "partials/sandbox_watch.html", _watch_values(request, db, signed_in), signed_in=signed_in)
+    values = await _watch_values(request, db, signed_in)
+    return render(request, "partials/sandbox_watch.html", values, signed_in=signed_in)
 
 
 _FIELDS = {"media_id": "media_id", "text": "text", "username": "username", "account_id": "account_id"}

@@ -122,8 +122,12 @@
   }
 
   function renderSample(text) {
-    // The preview shows variables the way a real person's comment would fill them.
-    return text.replace(/\{username\}/g, "alex.rivera").replace(/\{first_name\}/g, "Alex").replace(/\{keyword\}/g, "link");
+    // The preview fills variables the way a real comment does: Meta gives replyflow the commenter's username
+    // but no name, so {first_name} becomes the username, or the fallback written as {first_name|there}.
+    return text
+      .replace(/\{first_name\|([^{}|\n]{0,40})\}/g, function (_, fallback) { return fallback.trim(); })
+      .replace(/\{(username|first_name)\}/g, "alex.rivera")
+      .replace(/\{keyword\}/g, "link");
   }
 
   function setupDmPreview(form) {
@@ -157,8 +161,13 @@
       var counter = document.getElementById("dm-text-count");
       if (counter && textField) {
         var limit = titles.length ? 640 : 1000;
-        counter.textContent = textField.value.length + " / " + limit + " characters";
-        counter.className = textField.value.length > limit ? "field-error" : "help";
+        var length = textField.value.length;
+        var why = titles.length ? " (a message with buttons may have 640; without buttons, 1000)" : "";
+        counter.textContent = length + " / " + limit + " characters" + why;
+        if (length > limit) {
+          counter.textContent += ": " + (length - limit) + " too many, shorten the message" + (titles.length ? " or remove the buttons" : "") + ".";
+        }
+        counter.className = length > limit ? "field-error" : "help";
       }
     }
     form.addEventListener("input", update);
