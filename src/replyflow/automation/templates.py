@@ -59,9 +59,9 @@ def render_template(text: str, variables: Mapping[str, str], *, max_chars: int |
     """Fill ``{name}`` placeholders from ``variables``; never raises.
 
     A placeholder for an unknown variable is left as written; an empty value takes the placeholder's fallback
-    (``{first_name|there}``) or its stand-in (``{first_name}`` becomes the username). Substitution is a single pass, so a value that
-    itself looks like ``{keyword}`` (a username can't, a first name might) is not expanded again.
-    With ``max_chars`` the result is cut to fit Meta's limit, ending with an ellipsis.
+    (``{first_name|there}``) or its stand-in (``{first_name}`` becomes the username). Substitution is a
+    single pass, so a value that itself looks like ``{keyword}`` (a username can't, a first name might) is
+    not expanded again. With ``max_chars`` the result is cut to fit Meta's limit, ending with an ellipsis.
     """
     rendered = _VARIABLE.sub(lambda match: _fill(match, variables), text)
     if max_chars is not None and len(rendered) > max_chars:

@@ -78,6 +78,7 @@ STEP_LABELS: dict[str, str] = {
     "throttled": "Meta asked to slow down",
     "paused": "Paused",
     "resumed": "Resumed",
+    "retried": "Retried by hand",
     "done": "Done",
     "failed": "Failed",
 }

@@ -26,6 +26,7 @@ from replyflow.accounts.permissions import (
     PERMISSIONS,
     permission,
 )
+from replyflow.automation.intake import resume_paused_runs
 from replyflow.errors import ReplyflowError
 from replyflow.web.rendering import (
     CurrentUser,
@@ -221,6 +222,8 @@ async def _save(
             page_id=page_id,
             page_access_token=page_access_token,
         )
+    # Re-connected: DMs paused by the old token's problem go out now, not at the next background sweep.
+    resume_paused_runs(session=db, account_id=saved.account.id, runtime=request.app.state.runtime)
     return saved.account
 
 
