@@ -126,15 +126,45 @@ def _local_transport(settings: Settings) -> httpx.AsyncBaseTransport:
     return httpx.ASGITransport(app=Starlette(routes=[Mount(MOUNT_PATH, create_sandbox_app(open_state(settings)))]))
 
 
-def _server_transport(settings: Settings) -> httpx.AsyncBaseTransport | None:
-    """None (plain HTTP) when our server already runs and hosts the emulator; else the in-process one."""
+@dataclass(frozen=True)
+class Target:
+    """Where the demo is seeded: a running server's emulator over HTTP (``url``), or the world file in-process."""
+
+    url: str | None
+    transport: httpx.AsyncBaseTransport | None
+
+
+def _sandbox_app_id(url: str) -> str | None:
+    """The app id of the replyflow sandbox answering at ``url``, or None when nothing (or something else) answers."""
     try:
-        resp = httpx.get(f"{settings.public_url}/sandbox/control/state", timeout=1.5)
-        if resp.status_code == 200 and resp.json().get("app", {}).get("id") == settings.app_id:
-            return None
-    except (httpx.HTTPError, ValueError):
-        pass
-    return _local_transport(settings)
+        resp = httpx.get(f"{url}/sandbox/control/state", timeout=1.5)
+        found = resp.json().get("app", {}).get("id") if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return str(found) if found else None
+
+
+def find_target(settings: Settings) -> Target:
+    """The running server that uses this data folder (the address ``replyflow serve`` recorded, then
+    ``REPLYFLOW_PUBLIC_URL``), else the emulator's world file in-process (for ``make run``, before it serves).
+
+    A sandbox that answers but belongs to another data folder is refused plainly: seeding it would create an
+    account whose posts and comments that server never sees.
+    """
+    from replyflow.server import recorded_url
+
+    candidates = list(dict.fromkeys(url for url in (recorded_url(settings), settings.public_url) if url))
+    for url in candidates:
+        app_id = _sandbox_app_id(url)
+        if app_id == settings.app_id:
+            return Target(url, None)
+        if app_id is not None:
+            raise ConfigurationError(
+                f"The replyflow server at {url} uses another data folder, so the demo would not reach it.",
+                hint="Run replyflow demo from the folder where replyflow serve runs (or set REPLYFLOW_DATA_DIR "
+                "to its data folder), or stop that server first.",
+            )
+    return Target(None, _local_transport(settings))
 
 
 async def _sandbox_user_token(graph_root: str, transport: httpx.AsyncBaseTransport | None) -> str:
@@ -145,8 +175,13 @@ async def _sandbox_user_token(graph_root: str, transport: httpx.AsyncBaseTranspo
         return str(resp.json()["access_token"])
 
 
-async def seed_demo(runtime: Runtime, *, transport: httpx.AsyncBaseTransport | None = None) -> DemoSeed:
+async def seed_demo(
+    runtime: Runtime, *, transport: httpx.AsyncBaseTransport | None = None, server_url: str | None = None
+) -> DemoSeed:
+    """Seed through ``transport``, or over HTTP to the server at ``server_url`` (its own emulator)."""
     settings = runtime.settings
+    if server_url is not None:
+        settings = settings.model_copy(update={"public_url": server_url})
     if not settings.is_sandbox:
         raise ConfigurationError(
             "replyflow demo only runs in sandbox mode.",
@@ -216,6 +251,7 @@ async def seed_demo(runtime: Runtime, *, transport: httpx.AsyncBaseTransport | N
         email=users.DEMO_EMAIL,
         password=password,
         rule_ids=tuple(rule_ids),
+        server_url=server_url,
     )
 
 
@@ -239,4 +275,5 @@ async def _ensure_demo_rule(session: Session, workspace_id: str, account_id: str
 def seed_demo_sync(runtime: Runtime) -> DemoSeed:
     import asyncio
 
-    return asyncio.run(seed_demo(runtime, transport=_server_transport(runtime.settings)))
+    target = find_target(runtime.settings)
+    return asyncio.run(seed_demo(runtime, transport=target.transport, server_url=target.url))
