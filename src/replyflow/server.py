@@ -31,6 +31,13 @@ def serve(settings: Settings, *, host: str, port: int, run_worker: bool) -> None
         server_header=False,
     )
     address = record_address(settings, host=host, port=port)
+
+    async def forget() -> None:
+        # uvicorn re-raises SIGTERM after its shutdown, so the ``finally`` below may never run; the app's
+        # shutdown does.
+        forget_address(address)
+
+    app.state.shutdown_hooks.append(forget)
     try:
         uvicorn.Server(config).run()
     finally:

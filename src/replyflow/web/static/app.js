@@ -5,6 +5,24 @@
   function $(selector, root) { return (root || document).querySelector(selector); }
   function $all(selector, root) { return Array.prototype.slice.call((root || document).querySelectorAll(selector)); }
 
+  /* -- the menu on phones: a button opens and closes it ----------------------------------------------- */
+  document.addEventListener("click", function (event) {
+    var button = event.target instanceof Element ? event.target.closest("[data-nav-toggle]") : null;
+    if (!button) { return; }
+    var nav = document.getElementById(button.getAttribute("aria-controls"));
+    if (!nav) { return; }
+    var open = !nav.classList.contains("is-open");
+    nav.classList.toggle("is-open", open);
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) { var first = nav.querySelector("a"); if (first) { first.focus(); } }
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") { return; }
+    var nav = document.querySelector(".sidenav.is-open");
+    var button = document.querySelector("[data-nav-toggle]");
+    if (nav && button) { nav.classList.remove("is-open"); button.setAttribute("aria-expanded", "false"); button.focus(); }
+  });
+
   /* -- notices -------------------------------------------------------------------------------------- */
   document.addEventListener("click", function (event) {
     var target = event.target;
