@@ -438,15 +438,27 @@ def _field_path(loc: tuple[str | int, ...]) -> str:
     return path
 
 
+def _limits(error: Any) -> dict[str, int]:
+    """The numbers behind a length error (``limit``, and ``actual`` for lists), so callers can word it."""
+    ctx = error.get("ctx") or {}
+    found: dict[str, int] = {}
+    for key, name in (("max_length", "limit"), ("min_length", "minimum"), ("actual_length", "actual")):
+        if isinstance(ctx.get(key), int):
+            found[name] = ctx[key]
+    if "limit" in found and "actual" not in found and isinstance(error.get("input"), str):
+        found["actual"] = len(error["input"])
+    return found
+
+
 def validation_failed(exc: ValidationError) -> ValidationFailed:
     """The ``422 validation_failed`` error for a pydantic error, naming the first field at fault.
 
     ``field`` is a path such as ``private_reply.buttons[0].url``; every problem is listed under ``errors``.
     """
-    problems = [
-        {"field": _field_path(tuple(error["loc"])), "message": error["msg"], "type": error["type"]}
+    problems: list[dict[str, Any]] = [
+        {"field": _field_path(tuple(error["loc"])), "message": error["msg"], "type": error["type"], **_limits(error)}
         for error in exc.errors(include_url=False)
     ]
     first = problems[0] if problems else {"field": "", "message": "Invalid rule.", "type": "value_error"}
-    message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
-    return ValidationFailed(message, field=first["field"] or None, extra={"errors": problems})
+    message = str(f"{first['field']}: {first['message']}" if first["field"] else first["message"])
+    return ValidationFailed(message, field=str(first["field"]) or None, extra={"errors": problems})

@@ -268,7 +268,16 @@ async def create_rule(request: Request, db: PageDb, signed_in: CurrentUser, form
         )
     except ValidationFailed as exc:
         return await _refused(request, db, signed_in, accounts, typed, exc)
-    return redirect(request, PATH, flash=("success", f"“{rule.name}” is saved{' and on' if rule.enabled else ''}."))
+    return redirect(
+        request, PATH, flash=_saved_flash(rule, f"“{rule.name}” is saved{' and on' if rule.enabled else ''}.")
+    )
+
+
+def _saved_flash(rule: Rule, text: str) -> tuple[str, str]:
+    """The notice after saving; a rule that sends no DM says so, since that is rarely what people want."""
+    if not rule.private_reply:
+        return ("warning", f"{text} It sends no DM: it only replies in public. Edit it to add a message.")
+    return ("success", text)
 
 
 async def _refused(
@@ -400,7 +409,7 @@ async def save_rule(
         )
     except ValidationFailed as exc:
         return await _refused(request, db, signed_in, accounts, typed, exc, rule=rule)
-    return redirect(request, PATH, flash=("success", f"“{saved.name}” is saved."))
+    return redirect(request, PATH, flash=_saved_flash(saved, f"“{saved.name}” is saved."))
 
 
 @router.get(PATH + "/{rule_id}/delete")

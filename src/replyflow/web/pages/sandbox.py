@@ -139,7 +139,9 @@ def _friendly(name: str, kind: str) -> str:
         return "Use letters, digits, dots and underscores only (up to 30), like alex.rivera."
     if name == "text":
         return (
-            "Write the comment (up to 2,200 characters)." if kind != "string_too_long" else "The comment is too long."
+            "Write the comment (up to 2,200 characters)."
+            if kind != "string_too_long"
+            else "A comment may have at most 2,200 characters: shorten it."
         )
     if name == "media_id":
         return "Choose the post to comment on."

@@ -97,6 +97,7 @@
       addButton.addEventListener("click", function () {
         var fragment = template.content.cloneNode(true);
         container.appendChild(fragment);
+        $all("[data-limit]", container).forEach(setupLimit);
         refresh();
         var rows = $all(".repeat-row", container);
         var first = $("input, textarea", rows[rows.length - 1]);
@@ -187,13 +188,34 @@
         }
         counter.className = length > limit ? "field-error" : "help";
       }
+      var none = document.getElementById("dm-none");
+      if (none) { none.hidden = Boolean(text || titles.length); }
     }
     form.addEventListener("input", update);
     document.addEventListener("rf:changed", update);
     update();
   }
 
+  /* -- visible limits: a counter under fields with data-limit (nothing is cut off while pasting) --------- */
+  function setupLimit(input) {
+    if (input.getAttribute("data-limit-ready")) { return; }
+    input.setAttribute("data-limit-ready", "1");
+    var limit = parseInt(input.getAttribute("data-limit"), 10);
+    var counter = document.createElement("p");
+    counter.setAttribute("aria-live", "polite");
+    input.insertAdjacentElement("afterend", counter);
+    function update() {
+      var length = input.value.length;
+      counter.hidden = length < limit * 0.8;
+      counter.className = length > limit ? "field-error" : "help";
+      counter.textContent = length + " / " + limit + " characters" + (length > limit ? ": " + (length - limit) + " too many, shorten it." : "");
+    }
+    input.addEventListener("input", update);
+    update();
+  }
+
   function setup(root) {
+    $all("[data-limit]", root).forEach(setupLimit);
     $all("input[data-token-feedback], textarea[data-token-feedback]", root).forEach(setupTokenField);
     $all("[data-repeat-template]", root).forEach(setupRepeat);
     $all("form[data-rule-form]", root).forEach(function (form) {
