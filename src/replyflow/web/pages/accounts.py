@@ -121,7 +121,7 @@ async def check_now(request: Request, account_id: str, db: PageDb, signed_in: Cu
     if verdict.status.value == "valid" and not (account.health or {}).get("problems") and stuck.failed:
         text = (
             f"@{account.username}: the token works, but {_dms(stuck.failed)} did not go out. "
-            "Use “Retry now” below to send them."
+            f"Use “Retry now” below to send {'it' if stuck.failed == 1 else 'them'}."
         )
         kind = "info"
     elif verdict.status.value == "valid" and not (account.health or {}).get("problems"):
