@@ -12,7 +12,9 @@ Limits are Meta's, so a rule that saves is a rule Meta accepts:
   (Meta's button template limit); at most 3 buttons with titles of at most 20 characters and an https
   URL; at most 13 quick replies with titles of at most 20 characters; buttons and quick replies not both.
 * delay: 0 to 24 hours, and the engine shortens it so the DM never misses Meta's 7-day window.
-* texts may use ``{username}``, ``{first_name}`` and ``{keyword}``; any other ``{name}`` is refused.
+* texts may use ``{username}``, ``{first_name}`` and ``{keyword}``; any other ``{name}`` is refused. Meta's
+  comment webhooks carry no name, so ``{first_name}`` is the username unless a fallback is written:
+  ``{first_name|there}`` says "there".
 """
 
 from __future__ import annotations
