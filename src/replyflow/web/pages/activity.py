@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
@@ -186,6 +186,10 @@ def _filters(
     )
 
 
+# The query string of the page and of its polling: ?q=…&since=…&media_id=… (bad values are explained, not 422).
+FeedFilters = Annotated[Filters, Depends(_filters)]
+
+
 async def feed_items(
     request: Request, db: Session, signed_in: SignedIn, filters: Filters, *, cursor: str | None, limit: int = PAGE_SIZE
 ) -> tuple[list[FeedItem], str | None]:
@@ -252,20 +256,8 @@ async def _values(
 
 @router.get(PATH)
 async def activity_page(
-    request: Request,
-    db: PageDb,
-    signed_in: CurrentUser,
-    account_id: str | None = None,
-    rule_id: str | None = None,
-    status: str | None = None,
-    media_id: str | None = None,
-    q: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    own: str | None = None,
-    cursor: str | None = None,
+    request: Request, db: PageDb, signed_in: CurrentUser, filters: FeedFilters, cursor: str | None = None
 ) -> Response:
-    filters = _filters(account_id, rule_id, status, media_id, q, since, until, own)
     accounts = accounts_repository.list_accounts(session=db, workspace_id=signed_in.workspace.id)
     rules = _all_rules(db, signed_in)
     values = await _values(request, db, signed_in, filters, cursor[:512] if cursor else None)
@@ -290,20 +282,7 @@ async def _post_choices(request: Request, db: Session, accounts: list[Any], medi
 
 
 @router.get(PATH + "/feed")
-async def activity_feed(
-    request: Request,
-    db: PageDb,
-    signed_in: CurrentUser,
-    account_id: str | None = None,
-    rule_id: str | None = None,
-    status: str | None = None,
-    media_id: str | None = None,
-    q: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    own: str | None = None,
-) -> Response:
+async def activity_feed(request: Request, db: PageDb, signed_in: CurrentUser, filters: FeedFilters) -> Response:
     """The newest runs, for the page's polling."""
-    filters = _filters(account_id, rule_id, status, media_id, q, since, until, own)
     values = await _values(request, db, signed_in, filters, None)
     return render(request, "partials/activity_feed.html", values, signed_in=signed_in)
