@@ -173,7 +173,21 @@ def _choose_post(page: Any, caption: str) -> None:
     select.select_option(value)
 
 
+def _wait_idle(demo: Demo, timeout: float = 30) -> None:
+    """Until no comment is being worked on, so an injected failure meets the next comment's DM, not another's."""
+    final = {"done", "skipped", "failed", "paused"}
+    deadline = time.monotonic() + timeout
+    with demo.api as api:
+        while time.monotonic() < deadline:
+            runs = api.get("/api/runs", params={"limit": 100}).json()["items"]
+            if all(run["status"] in final for run in runs):
+                return
+            time.sleep(0.25)
+    raise AssertionError("comments are still being worked on")
+
+
 def _inject(demo: Demo, **failure: Any) -> None:
+    _wait_idle(demo)
     resp = httpx.post(f"{demo.server.url}/sandbox/control/failures", json=failure, timeout=10)
     assert resp.status_code == 201, resp.text
 
