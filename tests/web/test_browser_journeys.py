@@ -132,14 +132,19 @@ def _sign_in(page: Any) -> None:
     page.wait_for_url("**/app")
 
 
-def _comment(page: Any, post: str, text: str, username: str) -> None:
-    """Comment on the demo post whose caption contains ``post`` and wait until replyflow has finished with it."""
+def _post_comment(page: Any, post: str, text: str, username: str) -> None:
+    """Comment, in the Sandbox page, on the demo post whose caption contains ``post``."""
     page.goto("/app/sandbox")
     page.locator(".post-tile", has_text=post).click()
     page.get_by_label("Commenter").fill(username)
     page.get_by_label("Comment", exact=True).fill(text)
     page.get_by_role("button", name="Post this comment").click()
     page.locator("#sim-result", has_text="webhook reached replyflow").wait_for()
+
+
+def _comment(page: Any, post: str, text: str, username: str) -> None:
+    """Comment on the demo post whose caption contains ``post`` and wait until replyflow has finished with it."""
+    _post_comment(page, post, text, username)
     page.locator("#sandbox-watch .feed-item", has_text=text).locator(".badge", has_text="Done").wait_for(timeout=30_000)
 
 
@@ -373,11 +378,7 @@ def test_stuck_dms_show_on_accounts_and_overview_and_go_out_with_retry_now(page:
     _sign_in(page)
     # Meta refuses the DM for a missing permission (code 10): the run fails.
     _inject(demo, pattern="POST /*/messages", kind="error", code=10, times=1)
-    page.goto("/app/sandbox")
-    page.locator(".post-tile", has_text="Comment LINK").click()
-    page.get_by_label("Commenter").fill("perm.denied")
-    page.get_by_label("Comment", exact=True).fill("LINK please, permission test")
-    page.get_by_role("button", name="Post this comment").click()
+    _post_comment(page, "Comment LINK", "LINK please, permission test", "perm.denied")
     _wait_for_status(demo, "LINK please, permission test", {"failed"})
 
     page.goto("/app")
@@ -401,11 +402,7 @@ def test_stuck_dms_show_on_accounts_and_overview_and_go_out_with_retry_now(page:
 
     # The token stops working (code 190): the DM pauses; connecting the Page again sends it at once.
     _inject(demo, pattern="POST /*/messages", kind="error", code=190, times=1)
-    page.goto("/app/sandbox")
-    page.locator(".post-tile", has_text="Comment LINK").click()
-    page.get_by_label("Commenter").fill("token.broke")
-    page.get_by_label("Comment", exact=True).fill("LINK please, token test")
-    page.get_by_role("button", name="Post this comment").click()
+    _post_comment(page, "Comment LINK", "LINK please, token test", "token.broke")
     _wait_for_status(demo, "LINK please, token test", {"paused"})
     page.goto("/app/integrations")
     page.get_by_role("button", name="Use a sandbox User token").click()
