@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -154,6 +155,9 @@ def create_app(
         worker = EmbeddedWorker(rt) if run_worker else None
         if worker is not None:
             worker.start()
+        # Dashboard templates compile in the background, so the first visit to a page does not wait for it.
+        warm = importlib.import_module("replyflow.web.rendering").warm_templates
+        threading.Thread(target=warm, name="replyflow-warm-templates", daemon=True).start()
         try:
             yield
         finally:

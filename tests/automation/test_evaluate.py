@@ -18,6 +18,7 @@ from replyflow.automation.matching import (
     reply_variables,
 )
 from replyflow.automation.reasons import SkipReason
+from replyflow.automation.templates import render_template
 from replyflow.automation.window import PRIVATE_REPLY_WINDOW, WINDOW_SAFETY_MARGIN
 
 from .factories import ACCOUNT_IG_ID, MEDIA_ID, NOW, comment, rule
@@ -183,11 +184,11 @@ def test_choose_rule_uses_each_rules_own_context() -> None:
 
 def test_reply_variables() -> None:
     result = run(comment("the LINK", username="ana.cafe"), keywords=["Link"])
-    assert reply_variables(comment("x", username="ana.cafe"), result) == {
-        "username": "ana.cafe",
-        "first_name": "ana.cafe",
-        "keyword": "Link",
-    }
+    variables = reply_variables(comment("x", username="ana.cafe"), result)
+    # Meta gives no name with a comment: {first_name} stands in with the username, or a written fallback.
+    assert variables == {"username": "ana.cafe", "first_name": "", "keyword": "Link"}
+    assert render_template("Hi {first_name}, {keyword}", variables) == "Hi ana.cafe, Link"
+    assert render_template("Hi {first_name|there}", variables) == "Hi there"
     assert reply_variables(comment("x"), result, first_name="Ana")["first_name"] == "Ana"
 
 

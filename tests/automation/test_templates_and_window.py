@@ -35,6 +35,16 @@ def test_render_fills_known_variables_and_leaves_the_rest() -> None:
     assert render_template("{ username } {{keyword}}", variables) == "{ username } {link}"
 
 
+def test_a_missing_first_name_takes_the_written_fallback_or_the_username() -> None:
+    unnamed = template_variables(username="maria.k", first_name=None, keyword="link")
+    assert render_template("Hi {first_name|there}!", unnamed) == "Hi there!"
+    assert render_template("Hi {first_name}!", unnamed) == "Hi maria.k!"
+    assert render_template("Hi {first_name|}!", unnamed) == "Hi !"
+    named = template_variables(username="maria.k", first_name="Maria", keyword="link")
+    assert render_template("Hi {first_name|there}!", named) == "Hi Maria!"
+    assert render_template("{nickname|you}", named) == "{nickname|you}"
+
+
 def test_render_is_a_single_pass() -> None:
     # A first name chosen by the commenter must not pull other variables in.
     variables = template_variables(username="ana", first_name="{keyword}", keyword="secret")

@@ -295,7 +295,7 @@ def test_sign_in_connect_build_a_rule_and_watch_a_comment_go_through(page: Any, 
     page.get_by_label("Button title 1").fill("Get the beans")
     page.get_by_label("Button link 1").fill("https://example.com/roast")
     preview = page.locator("#dm-preview-messages")
-    assert "Here is your early-bird link, Alex ☕" in preview.inner_text()
+    assert "Here is your early-bird link, alex.rivera ☕" in preview.inner_text()  # Meta gives no name
     assert "Get the beans" in preview.inner_text()
     page.get_by_label("Sample comment").fill("ROAST please!")
     page.get_by_role("button", name="Test", exact=True).click()

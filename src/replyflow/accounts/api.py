@@ -243,6 +243,10 @@ async def save_page_token(
         page_id=body.page_id,
         page_access_token=body.page_access_token,
     )
+    # Re-connected: DMs paused by the old token's problem go out now, not at the next background sweep.
+    from replyflow.automation.intake import resume_paused_runs
+
+    resume_paused_runs(session=session, account_id=saved.account.id, runtime=request.app.state.runtime)
     out = SavedAccountOut(account=AccountOut.of(saved.account), created=saved.created)
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if saved.created else 200)
 

@@ -170,6 +170,9 @@ async def _connect(
                     conversion_id=conversion.conversion_id,
                     page_id=page_id,
                 )
+                from replyflow.automation.intake import resume_paused_runs
+
+                resume_paused_runs(session=session, account_id=result.account.id, runtime=runtime)
                 account = AccountOut.of(result.account)
             saved.append({"created": result.created, "account": account.model_dump(mode="json")})
             if not as_json:

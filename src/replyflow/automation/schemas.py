@@ -12,7 +12,9 @@ Limits are Meta's, so a rule that saves is a rule Meta accepts:
   (Meta's button template limit); at most 3 buttons with titles of at most 20 characters and an https
   URL; at most 13 quick replies with titles of at most 20 characters; buttons and quick replies not both.
 * delay: 0 to 24 hours, and the engine shortens it so the DM never misses Meta's 7-day window.
-* texts may use ``{username}``, ``{first_name}`` and ``{keyword}``; any other ``{name}`` is refused.
+* texts may use ``{username}``, ``{first_name}`` and ``{keyword}``; any other ``{name}`` is refused. Meta's
+  comment webhooks carry no name, so ``{first_name}`` is the username unless a fallback is written:
+  ``{first_name|there}`` says "there".
 """
 
 from __future__ import annotations
@@ -530,15 +532,27 @@ def _field_path(loc: tuple[str | int, ...]) -> str:
     return path
 
 
+def _limits(error: Any) -> dict[str, int]:
+    """The numbers behind a length error (``limit``, and ``actual`` for lists), so callers can word it."""
+    ctx = error.get("ctx") or {}
+    found: dict[str, int] = {}
+    for key, name in (("max_length", "limit"), ("min_length", "minimum"), ("actual_length", "actual")):
+        if isinstance(ctx.get(key), int):
+            found[name] = ctx[key]
+    if "limit" in found and "actual" not in found and isinstance(error.get("input"), str):
+        found["actual"] = len(error["input"])
+    return found
+
+
 def validation_failed(exc: ValidationError) -> ValidationFailed:
     """The ``422 validation_failed`` error for a pydantic error, naming the first field at fault.
 
     ``field`` is a path such as ``private_reply.buttons[0].url``; every problem is listed under ``errors``.
     """
-    problems = [
-        {"field": _field_path(tuple(error["loc"])), "message": error["msg"], "type": error["type"]}
+    problems: list[dict[str, Any]] = [
+        {"field": _field_path(tuple(error["loc"])), "message": error["msg"], "type": error["type"], **_limits(error)}
         for error in exc.errors(include_url=False)
     ]
     first = problems[0] if problems else {"field": "", "message": "Invalid rule.", "type": "value_error"}
-    message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
-    return ValidationFailed(message, field=first["field"] or None, extra={"errors": problems})
+    message = str(f"{first['field']}: {first['message']}" if first["field"] else first["message"])
+    return ValidationFailed(message, field=str(first["field"]) or None, extra={"errors": problems})

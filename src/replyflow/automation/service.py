@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from collections.abc import Awaitable, Callable, Sequence
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from replyflow.accounts.models import Account
@@ -216,8 +217,18 @@ def list_runs(
     status: str | None,
     cursor: str | None,
     limit: int,
+    media_id: str | None = None,
+    search: str | None = None,
+    received_from: dt.datetime | None = None,
+    received_before: dt.datetime | None = None,
+    hide_reasons: Sequence[str] = (),
 ) -> tuple[list[RunOut], str | None]:
-    """Newest first; every comment received for the workspace's accounts, skipped ones included."""
+    """Newest first; every comment received for the workspace's accounts, skipped ones included.
+
+    ``search`` finds the words in the comment or the commenter's username (``@name`` looks at usernames only);
+    ``received_from``/``received_before`` bound when the comment arrived; ``hide_reasons`` leaves out runs
+    skipped for these reasons (the dashboard hides the account's own replies by default).
+    """
     if status is not None and status not in {s.value for s in RunStatus}:
         raise ValidationFailed(
             f"status: {status!r} is not a run status.",
@@ -231,10 +242,33 @@ def list_runs(
         query = query.where(Run.rule_id == rule_id)
     if status:
         query = query.where(Run.status == status)
+    if media_id:
+        query = query.where(Run.media_id == media_id)
+    if search and search.strip():
+        query = query.where(_matches_search(search.strip()))
+    if received_from is not None:
+        query = query.where(Run.created_at >= received_from)
+    if received_before is not None:
+        query = query.where(Run.created_at < received_before)
+    if hide_reasons:
+        query = query.where(or_(Run.reason.is_(None), Run.reason.not_in(list(hide_reasons))))
     rows, next_cursor = paginate(session, query, id_column=Run.id, cursor=cursor, limit=limit)
     runs: list[Run] = list(rows)
     steps = repo.steps_of(session=session, run_ids=[run.id for run in runs])
     return [RunOut.of(run, steps[run.id]) for run in runs], next_cursor
+
+
+def _matches_search(text: str) -> ColumnElement[bool]:
+    """Case-insensitive "contains" on the comment and the username; ``@maria`` searches usernames only."""
+
+    def like(value: str) -> str:
+        escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return f"%{escaped.lower()}%"
+
+    if text.startswith("@"):
+        return func.lower(Run.username).like(like(text[1:]), escape="\\")
+    pattern = like(text)
+    return or_(func.lower(Run.text).like(pattern, escape="\\"), func.lower(Run.username).like(pattern, escape="\\"))
 
 
 def get_run(*, session: Session, workspace_id: str, run_id: str) -> RunOut:

@@ -18,7 +18,8 @@ def _print_welcome(seed: object, *, url: str) -> None:
         f"  Dashboard:  {url}/app",
         f"  Sign in:    {seed.email}  /  {seed.password}",
         f"  API key:    {seed.api_key}   (shown once; curl -H 'Authorization: Bearer …' {url}/api/accounts)",
-        f"  Try it:     open Sandbox in the dashboard and comment 'link' on the demo post (media {seed.media_ids[0]}).",
+        "  Try it:     open Sandbox in the dashboard and comment ROAST on the new-harvest reel (LINK and RECIPE",
+        "              work on the posts that ask for them).",
         f"  No Page?    Integrations → Connect with Instagram connects @{INSTAGRAM_LOGIN_USERNAME} (Instagram Login).",
         "",
     ]
@@ -34,10 +35,16 @@ def register(group: click.Group) -> None:
         from replyflow.sandbox.demo import seed_demo_sync
 
         seed = seed_demo_sync(_runtime())
+        if seed.server_url is None:
+            click.echo(
+                "No running replyflow server uses this data folder, so the demo was written to the sandbox's world "
+                "file. Start 'replyflow serve' from this folder to use it.",
+                err=True,
+            )
         if as_json:
             emit_json(seed.as_json())
         else:
-            _print_welcome(seed, url=load_settings_or_exit().public_url)
+            _print_welcome(seed, url=seed.server_url or load_settings_or_exit().public_url)
 
     @group.command("run-demo", hidden=True)
     @click.option("--host", default="127.0.0.1", show_default=True)

@@ -1,4 +1,4 @@
-"""``replyflow demo``: a demo workspace with a connected sandbox account, its posts and one rule — idempotently.
+"""``replyflow demo``: a demo workspace, a connected sandbox account and a rule per post that asks — idempotently.
 
 It goes through the product's real paths: a User token from the emulator (as Graph API Explorer would give it),
 the token conversion and save services, and the rule service. When a server is already running on
@@ -8,11 +8,13 @@ opened in-process from the world file that ``replyflow serve`` loads at start-up
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -26,13 +28,41 @@ from replyflow.automation.schemas import RuleCreate
 from replyflow.config import Settings
 from replyflow.errors import ConfigurationError, UpstreamError
 from replyflow.graph.client import GraphClient
+from replyflow.graph.types import Media
 from replyflow.runtime import Runtime
 from replyflow.workspaces import service as workspaces
 from replyflow.workspaces import users
 from replyflow.workspaces.models import Workspace
 
 DEMO_WORKSPACE = "Demo workspace"
-DEMO_RULE_NAME = "Send the link to people who ask"
+# One rule per demo post that asks for a word: the caption says "Comment ROAST", the rule listens for "roast".
+# (word in the caption, rule name, keywords, DM text, button title, button link)
+DEMO_RULES: tuple[tuple[str, str, list[str], str, str, str], ...] = (
+    (
+        "ROAST",
+        "Early-bird link for ROAST",
+        ["roast"],
+        "Hi {first_name|there}! Here is your early-bird link to the new Ethiopia Guji ☕",
+        "Open the shop",
+        "https://example.com/shop/new-roast",
+    ),
+    (
+        "LINK",
+        "Cupping tickets for LINK",
+        ["link", "ticket"],
+        "Hi {first_name|there}! Here are your free tickets for Saturday’s cupping, 10am 🎟️",
+        "Get tickets",
+        "https://example.com/cupping",
+    ),
+    (
+        "RECIPE",
+        "V60 recipe card for RECIPE",
+        ["recipe"],
+        "Hi {first_name|there}! Here is the V60 recipe card, ready in under a minute ⏱️",
+        "Open the recipe",
+        "https://example.com/recipes/v60",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +74,8 @@ class DemoSeed:
     rule_id: str
     email: str
     password: str
+    rule_ids: tuple[str, ...] = ()
+    server_url: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -52,27 +84,38 @@ class DemoSeed:
             "account_id": self.account_id,
             "media_ids": self.media_ids,
             "rule_id": self.rule_id,
+            "rule_ids": list(self.rule_ids),
         }
 
 
-def demo_rule(account_id: str, media_id: str) -> RuleCreate:
+def demo_rule(account_id: str, media_id: str, word: str) -> RuleCreate:
+    """The demo rule for the post whose caption asks people to comment ``word``."""
+    _, name, keywords, text, button, url = next(r for r in DEMO_RULES if r[0] == word)
     return RuleCreate.model_validate(
         {
             "account_id": account_id,
-            "name": DEMO_RULE_NAME,
+            "name": name,
             "enabled": True,
             "posts": {"mode": "specific", "media_ids": [media_id]},
-            "keywords": ["link", "price"],
+            "keywords": keywords,
             "match": "contains_any",
             "exclude_keywords": [],
             "public_reply": {"texts": ["Sent you a DM, @{username}!", "Check your inbox 📬"]},
-            "private_reply": {
-                "text": "Hi {first_name}! Here is the link to our new roast ☕",
-                "buttons": [{"title": "Open the shop", "url": "https://example.com/shop/new-roast"}],
-            },
+            "private_reply": {"text": text, "buttons": [{"title": button, "url": url}]},
             "once_per_user": True,
         }
     )
+
+
+def asking_posts(media: list[Media]) -> list[tuple[str, str]]:
+    """(word, media id) for each demo rule's post: the newest post whose caption says "Comment WORD"."""
+    found: list[tuple[str, str]] = []
+    for word, *_ in DEMO_RULES:
+        pattern = re.compile(rf"\bcomment\s+{word}\b", re.IGNORECASE)
+        post = next((m for m in media if pattern.search(m.caption or "")), None)
+        if post is not None:
+            found.append((word, post.id))
+    return found
 
 
 def _local_transport(settings: Settings) -> httpx.AsyncBaseTransport:
@@ -83,15 +126,45 @@ def _local_transport(settings: Settings) -> httpx.AsyncBaseTransport:
     return httpx.ASGITransport(app=Starlette(routes=[Mount(MOUNT_PATH, create_sandbox_app(open_state(settings)))]))
 
 
-def _server_transport(settings: Settings) -> httpx.AsyncBaseTransport | None:
-    """None (plain HTTP) when our server already runs and hosts the emulator; else the in-process one."""
+@dataclass(frozen=True)
+class Target:
+    """Where the demo is seeded: a running server's emulator over HTTP (``url``), or the world file in-process."""
+
+    url: str | None
+    transport: httpx.AsyncBaseTransport | None
+
+
+def _sandbox_app_id(url: str) -> str | None:
+    """The app id of the replyflow sandbox answering at ``url``, or None when nothing (or something else) answers."""
     try:
-        resp = httpx.get(f"{settings.public_url}/sandbox/control/state", timeout=1.5)
-        if resp.status_code == 200 and resp.json().get("app", {}).get("id") == settings.app_id:
-            return None
-    except (httpx.HTTPError, ValueError):
-        pass
-    return _local_transport(settings)
+        resp = httpx.get(f"{url}/sandbox/control/state", timeout=1.5)
+        found = resp.json().get("app", {}).get("id") if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return str(found) if found else None
+
+
+def find_target(settings: Settings) -> Target:
+    """The running server that uses this data folder (the address ``replyflow serve`` recorded, then
+    ``REPLYFLOW_PUBLIC_URL``), else the emulator's world file in-process (for ``make run``, before it serves).
+
+    A sandbox that answers but belongs to another data folder is refused plainly: seeding it would create an
+    account whose posts and comments that server never sees.
+    """
+    from replyflow.server import recorded_url
+
+    candidates = list(dict.fromkeys(url for url in (recorded_url(settings), settings.public_url) if url))
+    for url in candidates:
+        app_id = _sandbox_app_id(url)
+        if app_id == settings.app_id:
+            return Target(url, None)
+        if app_id is not None:
+            raise ConfigurationError(
+                f"The replyflow server at {url} uses another data folder, so the demo would not reach it.",
+                hint="Run replyflow demo from the folder where replyflow serve runs (or set REPLYFLOW_DATA_DIR "
+                "to its data folder), or stop that server first.",
+            )
+    return Target(None, _local_transport(settings))
 
 
 async def _sandbox_user_token(graph_root: str, transport: httpx.AsyncBaseTransport | None) -> str:
@@ -102,8 +175,13 @@ async def _sandbox_user_token(graph_root: str, transport: httpx.AsyncBaseTranspo
         return str(resp.json()["access_token"])
 
 
-async def seed_demo(runtime: Runtime, *, transport: httpx.AsyncBaseTransport | None = None) -> DemoSeed:
+async def seed_demo(
+    runtime: Runtime, *, transport: httpx.AsyncBaseTransport | None = None, server_url: str | None = None
+) -> DemoSeed:
+    """Seed through ``transport``, or over HTTP to the server at ``server_url`` (its own emulator)."""
     settings = runtime.settings
+    if server_url is not None:
+        settings = settings.model_copy(update={"public_url": server_url})
     if not settings.is_sandbox:
         raise ConfigurationError(
             "replyflow demo only runs in sandbox mode.",
@@ -154,25 +232,14 @@ async def seed_demo(runtime: Runtime, *, transport: httpx.AsyncBaseTransport | N
         if not media_ids:
             raise UpstreamError("The sandbox account has no posts.")
 
+        rule_ids: list[str] = []
+        asking = asking_posts(list(media.items))
+        if not asking:
+            raise UpstreamError("The sandbox account has no post that asks for a comment.")
         with runtime.session() as session:
-            rule = session.scalar(
-                select(Rule).where(
-                    Rule.account_id == account_id, Rule.name == DEMO_RULE_NAME, Rule.deleted_at.is_(None)
-                )
-            )
-            if rule is None:
-
-                async def all_known(_account: Account, _ids: Any) -> set[str]:
-                    return set()  # the ids come straight from the account's media list above
-
-                rule = await rules_service.create_rule(
-                    session=session,
-                    workspace_id=workspace_id,
-                    body=demo_rule(account_id, media_ids[0]),
-                    check_media=all_known,
-                    end_read=lambda: None,
-                )
-            rule_id = rule.id
+            for word, media_id in asking:
+                rule_id = await _ensure_demo_rule(session, workspace_id, account_id, media_id, word)
+                rule_ids.append(rule_id)
     finally:
         await graph.aclose()
     return DemoSeed(
@@ -180,13 +247,33 @@ async def seed_demo(runtime: Runtime, *, transport: httpx.AsyncBaseTransport | N
         api_key=api_key,
         account_id=account_id,
         media_ids=media_ids,
-        rule_id=rule_id,
+        rule_id=rule_ids[0],
         email=users.DEMO_EMAIL,
         password=password,
+        rule_ids=tuple(rule_ids),
+        server_url=server_url,
     )
+
+
+async def _ensure_demo_rule(session: Session, workspace_id: str, account_id: str, media_id: str, word: str) -> str:
+    """The demo rule for ``word``, created unless it already exists (by name, not deleted)."""
+    body = demo_rule(account_id, media_id, word)
+    rule = session.scalar(
+        select(Rule).where(Rule.account_id == account_id, Rule.name == body.name, Rule.deleted_at.is_(None))
+    )
+    if rule is None:
+
+        async def all_known(_account: Account, _ids: Any) -> set[str]:
+            return set()  # the ids come straight from the account's media list
+
+        rule = await rules_service.create_rule(
+            session=session, workspace_id=workspace_id, body=body, check_media=all_known, end_read=lambda: None
+        )
+    return rule.id
 
 
 def seed_demo_sync(runtime: Runtime) -> DemoSeed:
     import asyncio
 
-    return asyncio.run(seed_demo(runtime, transport=_server_transport(runtime.settings)))
+    target = find_target(runtime.settings)
+    return asyncio.run(seed_demo(runtime, transport=target.transport, server_url=target.url))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import jinja2
 from fastapi import Depends, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -132,6 +133,23 @@ def _time_tag(value: Any) -> Markup:
     )
 
 
+_URL = re.compile(r"https://[^\s()<>\"']+[^\s()<>\"'.,;:!?]")
+
+
+def linkify(text: Any) -> Markup:
+    """Plain text with its https:// addresses as links (hints name Meta's help pages); everything else escaped."""
+    value = str(text or "")
+    parts: list[Markup] = []
+    last = 0
+    for found in _URL.finditer(value):
+        parts.append(escape(value[last : found.start()]))
+        url = found.group(0)
+        parts.append(Markup('<a href="{0}" target="_blank" rel="noopener">{0}</a>').format(url))
+        last = found.end()
+    parts.append(escape(value[last:]))
+    return Markup("").join(parts)
+
+
 def _tojson_attr(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -151,7 +169,17 @@ def environment() -> jinja2.Environment:
     env.filters["iso"] = iso
     env.filters["time_tag"] = _time_tag
     env.filters["json_attr"] = _tojson_attr
+    env.filters["linkify"] = linkify
     return env
+
+
+def warm_templates() -> int:
+    """Compile every page template now, so no visitor waits for it (a first render compiles: 50–150 ms each)."""
+    env = environment()
+    names = [name for name in env.list_templates() if name.endswith(".html")]
+    for name in names:
+        env.get_template(name)
+    return len(names)
 
 
 def settings_of(request: Request) -> Settings:
@@ -298,6 +326,7 @@ def signed_in_user(request: Request, db: PageDb, form: SubmittedForm) -> SignedI
     request.state.session_workspace_id = found.workspace.id
     request.state.session_user_id = found.user.id
     act_as(db, Actor.user(found.user))
+    request.state.signed_in = found  # error pages keep the signed-in menu
     return found
 
 
@@ -332,6 +361,9 @@ class Problem:
 
 
 def _problem_for(exc: Exception) -> Problem:
+    if isinstance(exc, ReplyflowError) and exc.http_status == 404:
+        # The API's hint ("List your rules with GET /api/rules") means nothing on a page: the app's own 404.
+        return Problem(404, "Not found", exc.message, not_found_problem().hint)
     if isinstance(exc, ReplyflowError):
         titles = {
             401: "Please sign in",
@@ -406,11 +438,11 @@ class PageRoute(APIRoute):
                 response = login_redirect(request)
             except (ReplyflowError, StarletteHTTPException, RequestValidationError) as exc:
                 setattr(request.state, _FAILED_ATTR, True)
-                response = error_page(request, _problem_for(exc))
+                response = error_page(request, _problem_for(exc), signed_in=getattr(request.state, "signed_in", None))
             except Exception as exc:
                 setattr(request.state, _FAILED_ATTR, True)
                 log.error("page_failed", path=request.url.path, error=exc, exc_info=exc)
-                response = error_page(request, _problem_for(exc))
+                response = error_page(request, _problem_for(exc), signed_in=getattr(request.state, "signed_in", None))
             add_security_headers(response, settings_of(request))
             return response
 

@@ -16,6 +16,8 @@ from replyflow.accounts import repository, service
 from replyflow.accounts.crypto import cipher_for
 from replyflow.accounts.health import check_account, record_check_failure
 from replyflow.accounts.models import Account
+from replyflow.automation.attention import Stuck, retry_stuck, stuck_by_account
+from replyflow.automation.intake import resume_paused_runs
 from replyflow.automation.models import Run
 from replyflow.automation.quota import build_quota_gate
 from replyflow.db import utcnow
@@ -24,6 +26,7 @@ from replyflow.web.rendering import (
     CurrentUser,
     PageDb,
     PageRoute,
+    SubmittedForm,
     graph_for,
     page_allowed,
     redirect,
@@ -90,8 +93,14 @@ def last_activity(db: Session, accounts: list[Account]) -> dict[str, dt.datetime
 def accounts_page(request: Request, db: PageDb, signed_in: CurrentUser) -> Response:
     accounts = repository.list_accounts(session=db, workspace_id=signed_in.workspace.id)
     heard = last_activity(db, accounts)
+    stuck = stuck_by_account(session=db, workspace_id=signed_in.workspace.id)
     service.end_read(db)  # the quota gate reads in its own transaction
-    values: dict[str, Any] = {"accounts": accounts, "quota": quota_usage(request, accounts), "heard": heard}
+    values: dict[str, Any] = {
+        "accounts": accounts,
+        "quota": quota_usage(request, accounts),
+        "heard": heard,
+        "stuck": stuck,
+    }
     return render(request, "accounts.html", values, signed_in=signed_in)
 
 
@@ -108,13 +117,52 @@ async def check_now(request: Request, account_id: str, db: PageDb, signed_in: Cu
         error = account_errors.translate_graph_error(exc, during="checking the token")
         record_check_failure(account, error, now=utcnow())
         return redirect(request, PATH, flash=("error", f"{error.message} {error.hint}"))
-    if verdict.status.value == "valid" and not (account.health or {}).get("problems"):
+    if not account.automation_paused:
+        resume_paused_runs(session=db, account_id=account.id, runtime=request.app.state.runtime)
+    stuck = stuck_by_account(session=db, workspace_id=signed_in.workspace.id).get(account.id, Stuck())
+    if verdict.status.value == "valid" and not (account.health or {}).get("problems") and stuck.failed:
+        text = (
+            f"@{account.username}: the token works, but {_dms(stuck.failed)} did not go out. "
+            f"Use “Retry now” below to send {'it' if stuck.failed == 1 else 'them'}."
+        )
+        kind = "info"
+    elif verdict.status.value == "valid" and not (account.health or {}).get("problems"):
         text = f"@{account.username}: the token works and everything is in order."
         kind = "success"
     else:
         text = f"@{account.username} was checked; see below what needs attention."
         kind = "info"
     return redirect(request, PATH, flash=(kind, text))
+
+
+def _dms(count: int) -> str:
+    return f"{count} DM" if count == 1 else f"{count} DMs"
+
+
+@router.post(PATH + "/{account_id}/retry")
+def retry_now(request: Request, account_id: str, db: PageDb, signed_in: CurrentUser, form: SubmittedForm) -> Response:
+    """ "Retry now": the account's paused and failed DMs go to a worker at once (nothing is sent twice)."""
+    account = repository.get_account(session=db, workspace_id=signed_in.workspace.id, account_id=account_id)
+    back = str(form.get("next") or "")
+    target = back if back in ("/app", PATH) else PATH
+    if account.automation_paused:
+        return redirect(
+            request,
+            target,
+            flash=(
+                "error",
+                f"@{account.username}’s DMs can’t go out until the account is reconnected: its token stopped "
+                "working. Reconnect it in Integrations; the waiting DMs then go out at once.",
+            ),
+        )
+    moved = retry_stuck(session=db, runtime=request.app.state.runtime, account=account)
+    if not moved.total:
+        return redirect(request, target, flash=("info", f"@{account.username} has no DM waiting to be retried."))
+    return redirect(
+        request,
+        target,
+        flash=("success", f"Retrying {_dms(moved.total)} for @{account.username} now. Follow them in Activity."),
+    )
 
 
 @router.get(PATH + "/{account_id}/disconnect", dependencies=page_allowed(Permission.MANAGE_ACCOUNTS))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
@@ -15,6 +16,8 @@ from replyflow.automation import service as rules_service
 from replyflow.automation.models import RunFailure, RunStatus
 from replyflow.automation.reasons import SkipReason
 from replyflow.automation.run_schemas import RunOut, RunStepOut
+from replyflow.web.pages.labels import RuleLabel, newest_posts, post_previews, rule_labels
+from replyflow.web.pages.rules import Post
 from replyflow.web.rendering import CurrentUser, PageDb, PageRoute, render
 from replyflow.web.sessions import SignedIn
 
@@ -94,6 +97,7 @@ STEP_LABELS: dict[str, str] = {
     "throttled": "Meta asked to slow down",
     "paused": "Paused",
     "resumed": "Resumed",
+    "retried": "Retried by hand",
     "done": "Done",
     "failed": "Failed",
     "gate_sent": "Follow gate sent",
@@ -127,29 +131,97 @@ class FeedItem:
     status_class: str
     status_help: str
     reason: str | None
-    rule_name: str | None
+    rule: RuleLabel | None
     username: str | None
     steps: list[RunStepOut]
+    post: Post | None = None
+
+    @property
+    def rule_name(self) -> str | None:
+        return self.rule.name if self.rule else None
+
+
+# Comments the account wrote itself (its own public replies, mostly) are hidden unless asked for.
+OWN_REASONS = (SkipReason.OWN_COMMENT.value,)
 
 
 @dataclass(frozen=True)
 class Filters:
-    account_id: str
-    rule_id: str
-    status: str
+    account_id: str = ""
+    rule_id: str = ""
+    status: str = ""
+    media_id: str = ""
+    q: str = ""
+    since: str = ""  # YYYY-MM-DD, inclusive
+    until: str = ""  # YYYY-MM-DD, inclusive
+    show_own: bool = False
+    problems: dict[str, str] = field(default_factory=dict, compare=False)
 
     def query(self) -> str:
-        values = {"account_id": self.account_id, "rule_id": self.rule_id, "status": self.status}
+        values = {
+            "account_id": self.account_id,
+            "rule_id": self.rule_id,
+            "status": self.status,
+            "media_id": self.media_id,
+            "q": self.q,
+            "since": self.since,
+            "until": self.until,
+            "own": "show" if self.show_own else "",
+        }
         return urlencode({k: v for k, v in values.items() if v})
 
+    def narrowing(self) -> bool:
+        """Whether anything but the "show my own replies" switch is set."""
+        narrowed = (self.account_id, self.rule_id, self.status, self.media_id, self.q, self.since, self.until)
+        return any(narrowed)
 
-def _filters(account_id: str | None, rule_id: str | None, status: str | None) -> Filters:
-    return Filters((account_id or "")[:64], (rule_id or "")[:64], status if status in STATUSES else "")
+    def day(self, value: str) -> dt.datetime | None:
+        try:
+            return dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), tzinfo=dt.UTC) if value else None
+        except ValueError:
+            return None
 
 
-def feed_items(
-    db: Session, signed_in: SignedIn, filters: Filters, *, cursor: str | None
+def _filters(
+    account_id: str | None = None,
+    rule_id: str | None = None,
+    status: str | None = None,
+    media_id: str | None = None,
+    q: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    own: str | None = None,
+) -> Filters:
+    problems: dict[str, str] = {}
+    days = {"since": (since or "").strip()[:10], "until": (until or "").strip()[:10]}
+    for name, value in days.items():
+        if value and Filters().day(value) is None:
+            problems[name] = "Use a date like 2026-12-04."
+            days[name] = ""
+    if days["since"] and days["until"] and days["since"] > days["until"]:
+        problems["until"] = "“To” is before “From”: swap them."
+        days["until"] = ""
+    return Filters(
+        (account_id or "")[:64],
+        (rule_id or "")[:64],
+        status if status in STATUSES else "",
+        (media_id or "").strip()[:128],
+        " ".join((q or "").split())[:100],
+        days["since"],
+        days["until"],
+        own == "show",
+        problems,
+    )
+
+
+# The query string of the page and of its polling: ?q=…&since=…&media_id=… (bad values are explained, not 422).
+FeedFilters = Annotated[Filters, Depends(_filters)]
+
+
+async def feed_items(
+    request: Request, db: Session, signed_in: SignedIn, filters: Filters, *, cursor: str | None, limit: int = PAGE_SIZE
 ) -> tuple[list[FeedItem], str | None]:
+    until = filters.day(filters.until)
     runs, next_cursor = rules_service.list_runs(
         session=db,
         workspace_id=signed_in.workspace.id,
@@ -157,12 +229,17 @@ def feed_items(
         rule_id=filters.rule_id or None,
         status=filters.status or None,
         cursor=cursor,
-        limit=PAGE_SIZE,
+        limit=limit,
+        media_id=filters.media_id or None,
+        search=filters.q or None,
+        received_from=filters.day(filters.since),
+        received_before=until + dt.timedelta(days=1) if until else None,
+        hide_reasons=() if filters.show_own else OWN_REASONS,
     )
-    rule_names = {r.id: r.name for r in _all_rules(db, signed_in)}
-    accounts = {
-        a.id: a.username for a in accounts_repository.list_accounts(session=db, workspace_id=signed_in.workspace.id)
-    }
+    rules = rule_labels(db, signed_in.workspace.id, (run.rule_id for run in runs))
+    account_rows = accounts_repository.list_accounts(session=db, workspace_id=signed_in.workspace.id)
+    accounts = {a.id: a.username for a in account_rows}
+    posts = await post_previews(request, db, account_rows, ((run.account_id, run.media_id) for run in runs))
     items = []
     for run in runs:
         label, css, help_text = STATUSES.get(run.status, (run.status, "badge-neutral", ""))
@@ -175,9 +252,10 @@ def feed_items(
                 status_class=css,
                 status_help=help_text,
                 reason=reason_text(run.reason, run.detail),
-                rule_name=rule_names.get(run.rule_id or ""),
+                rule=rules.get(run.rule_id or ""),
                 username=accounts.get(run.account_id),
                 steps=[s for s in run.steps if s.step not in _QUIET_STEPS],
+                post=posts.get(run.media_id),
             )
         )
     return items, next_cursor
@@ -190,8 +268,10 @@ def _all_rules(db: Session, signed_in: SignedIn) -> list[Any]:
     return rules
 
 
-def _values(db: Session, signed_in: SignedIn, filters: Filters, cursor: str | None) -> dict[str, Any]:
-    items, next_cursor = feed_items(db, signed_in, filters, cursor=cursor)
+async def _values(
+    request: Request, db: Session, signed_in: SignedIn, filters: Filters, cursor: str | None
+) -> dict[str, Any]:
+    items, next_cursor = await feed_items(request, db, signed_in, filters, cursor=cursor)
     return {
         "items": items,
         "next_cursor": next_cursor,
@@ -205,34 +285,34 @@ def _values(db: Session, signed_in: SignedIn, filters: Filters, cursor: str | No
 
 
 @router.get(PATH)
-def activity_page(
-    request: Request,
-    db: PageDb,
-    signed_in: CurrentUser,
-    account_id: str | None = None,
-    rule_id: str | None = None,
-    status: str | None = None,
-    cursor: str | None = None,
+async def activity_page(
+    request: Request, db: PageDb, signed_in: CurrentUser, filters: FeedFilters, cursor: str | None = None
 ) -> Response:
-    filters = _filters(account_id, rule_id, status)
-    values = _values(db, signed_in, filters, cursor[:512] if cursor else None)
+    accounts = accounts_repository.list_accounts(session=db, workspace_id=signed_in.workspace.id)
+    rules = _all_rules(db, signed_in)
+    values = await _values(request, db, signed_in, filters, cursor[:512] if cursor else None)
+    chosen = [a for a in accounts if a.id == filters.account_id] or accounts
     values.update(
-        accounts=accounts_repository.list_accounts(session=db, workspace_id=signed_in.workspace.id),
-        rules=_all_rules(db, signed_in),
+        accounts=accounts,
+        rules=rules,
         statuses=STATUSES,
+        posts=await _post_choices(request, db, chosen, filters.media_id),
     )
     return render(request, "activity.html", values, signed_in=signed_in)
 
 
+async def _post_choices(request: Request, db: Session, accounts: list[Any], media_id: str) -> list[Post]:
+    """The posts the filter offers: each account's newest (as the picker lists them), plus the chosen one."""
+    found: list[Post] = []
+    for account in accounts[:5]:
+        found.extend(await newest_posts(request, db, account))
+    if media_id and all(p.id != media_id for p in found):
+        found.append(Post(media_id, "", "Post", None, None))
+    return found
+
+
 @router.get(PATH + "/feed")
-def activity_feed(
-    request: Request,
-    db: PageDb,
-    signed_in: CurrentUser,
-    account_id: str | None = None,
-    rule_id: str | None = None,
-    status: str | None = None,
-) -> Response:
+async def activity_feed(request: Request, db: PageDb, signed_in: CurrentUser, filters: FeedFilters) -> Response:
     """The newest runs, for the page's polling."""
-    values = _values(db, signed_in, _filters(account_id, rule_id, status), None)
+    values = await _values(request, db, signed_in, filters, None)
     return render(request, "partials/activity_feed.html", values, signed_in=signed_in)

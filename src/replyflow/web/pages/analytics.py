@@ -20,6 +20,8 @@ from replyflow.analytics.triggers import GateFunnel, gate_funnels, trigger_count
 from replyflow.automation import clock
 from replyflow.web.charts import DayValues, Series, daily_bars
 from replyflow.web.pages.activity import TRIGGERS, reason_text
+from replyflow.web.pages.labels import post_previews, rule_labels
+from replyflow.web.pages.rules import Post
 from replyflow.web.rendering import CurrentUser, PageDb, PageRoute, render
 from replyflow.web.sessions import SignedIn
 
@@ -52,6 +54,18 @@ class RuleFunnel:
     name: str
     numbers: dict[str, Any]
     steps: list[FunnelStep]
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class PostRow:
+    media_id: str
+    post: Post | None
+    numbers: dict[str, Any]
+
+
+# The posts with the most comments in the period, shown with their thumbnail and caption.
+TOP_POSTS = 6
 
 
 def _funnel(numbers: dict[str, Any]) -> list[FunnelStep]:
@@ -116,7 +130,7 @@ def _duration(seconds: float | None) -> str:
 
 
 @router.get(PATH)
-def analytics_page(
+async def analytics_page(
     request: Request, db: PageDb, signed_in: CurrentUser, days: int | None = None, account_id: str | None = None
 ) -> Response:
     period = _period(days)
@@ -126,12 +140,17 @@ def analytics_page(
     chart_days = [
         DayValues(day, {s.key: int(metrics.as_dict()[s.key]) for s in SERIES}) for day, metrics in result.by_day
     ]
+    labels = rule_labels(db, signed_in.workspace.id, (rule_id for rule_id, _, _ in result.by_rule))
     rules = []
     for rule_id, name, metrics in result.by_rule:
         if rule_id is None:
             continue  # comments no rule took: they appear under "why comments were skipped"
         numbers = metrics.as_dict()
-        rules.append(RuleFunnel(rule_id, name, numbers, _funnel(numbers)))
+        label = labels.get(rule_id)
+        rules.append(RuleFunnel(rule_id, name, numbers, _funnel(numbers), deleted=label is None or label.deleted))
+    top = sorted(result.by_post, key=lambda row: -int(row[2].as_dict()["comments_seen"] or 0))[:TOP_POSTS]
+    previews = await post_previews(request, db, accounts, ((account, media) for account, media, _ in top))
+    posts = [PostRow(media, previews.get(media), metrics.as_dict()) for _, media, metrics in top]
     query = f"days={period}" + (f"&account_id={owned}" if owned else "")
     values = {
         "totals": totals,
@@ -145,6 +164,7 @@ def analytics_page(
         "accounts": accounts,
         "account_filter": owned or "",
         "rules": rules,
+        "posts": posts,
         "skipped": _reasons(result.totals.skipped_by_reason),
         "failures": _reasons(result.totals.dm_failures_by_reason),
         "exports": [(f"{PATH}/export.csv?{query}&group_by={key}", label) for key, label in GROUPINGS],

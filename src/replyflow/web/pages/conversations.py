@@ -17,6 +17,7 @@ from replyflow.automation import clock
 from replyflow.automation import service as rules_service
 from replyflow.conversations import service as conversations
 from replyflow.conversations.schemas import ConversationOut, MessageOut
+from replyflow.web.pages.labels import post_previews, rule_labels
 from replyflow.web.rendering import CurrentUser, PageDb, PageRoute, render
 
 router = APIRouter(route_class=PageRoute)
@@ -82,7 +83,7 @@ def bubbles(conversation: ConversationOut) -> list[Bubble]:
 
 
 @router.get(PATH)
-def conversations_page(
+async def conversations_page(
     request: Request,
     db: PageDb,
     signed_in: CurrentUser,
@@ -108,8 +109,12 @@ def conversations_page(
     now = clock.now()
     threads = [ConversationOut.of(view, now=now) for view in views]
     usernames = {a.id: a.username for a in accounts}
+    labels = rule_labels(db, workspace_id, (t.rule.id for t in threads if t.rule))
+    posts = await post_previews(request, db, accounts, ((t.account_id, t.origin.media_id or "") for t in threads))
     values = {
         "threads": [(t, bubbles(t), usernames.get(t.account_id, "")) for t in threads],
+        "rule_labels": labels,
+        "posts": posts,
         "next_cursor": next_cursor,
         "accounts": accounts,
         "rules": rules,

@@ -29,7 +29,8 @@ from replyflow.accounts.permissions import (
     PERMISSIONS,
     permission,
 )
-from replyflow.errors import ReplyflowError
+from replyflow.automation.intake import resume_paused_runs
+from replyflow.errors import NotFound, ReplyflowError
 from replyflow.web.rendering import (
     CurrentUser,
     PageDb,
@@ -78,6 +79,12 @@ def _conversion_view(conversion: TokenConversion) -> dict[str, Any]:
     pages = []
     for row in conversion.pages:
         details = row.get("problem_details") or [{"message": m, "hint": ""} for m in row.get("problems", [])]
+        if missing:
+            # The token's missing permissions are explained once, above the Pages, not again under each one.
+            kept = [d for d in details if d.get("code") != "missing_permission"]
+            if len(kept) < len(details):
+                kept.append({"message": "Needs the permissions listed above.", "hint": ""})
+            details = kept
         pages.append({**row, "problem_details": details})
     pages.sort(key=lambda p: (not p.get("ready"), str(p.get("name") or "")))
     return {
@@ -92,6 +99,14 @@ def _conversion_view(conversion: TokenConversion) -> dict[str, Any]:
         "warnings": list(conversion.warnings or []),
         "list_expires_at": conversion.expires_at,
     }
+
+
+def _sandbox_scopes(sandbox: bool) -> list[str]:
+    if not sandbox:
+        return []
+    from replyflow.sandbox.seed import DEMO_SCOPES
+
+    return list(DEMO_SCOPES)
 
 
 def _context(
@@ -118,6 +133,7 @@ def _context(
         "instagram_token_error": None,
         "webhook_url": f"{settings.public_url}/webhooks/instagram",
         "app_id": settings.app_id,
+        "sandbox_scopes": _sandbox_scopes(settings.is_sandbox),
         "conversion": None,
         "conversion_error": None,
         "oauth_error": None,
@@ -234,9 +250,29 @@ def _form_text(form: FormData, name: str, *, limit: int = 256) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
+@router.post(f"{PATH}/sandbox-token", dependencies=page_allowed(Permission.MANAGE_ACCOUNTS))
+async def sandbox_user_token(request: Request, db: PageDb, signed_in: CurrentUser, form: SubmittedForm) -> Response:
+    """Sandbox only: the paste path with a User token the emulator makes, as Graph API Explorer would for Meta.
+
+    The token never reaches the browser: it is made and converted here, like a pasted one.
+    """
+    state = getattr(request.app.state, "sandbox_state", None)
+    if not settings_of(request).is_sandbox or state is None or state.demo is None:
+        raise NotFound("Sandbox User tokens exist only in sandbox mode.", hint="Paste a token from Graph API Explorer.")
+    from replyflow.sandbox.seed import DEMO_SCOPES
+
+    left_out = _form_text(form, "without", limit=64)
+    scopes = [scope for scope in DEMO_SCOPES if scope != left_out]
+    token = state.issue_user_token(state.demo.user_id, scopes=scopes)
+    return await _convert(request, db, signed_in, token)
+
+
 @router.post(f"{PATH}/convert", dependencies=page_allowed(Permission.MANAGE_ACCOUNTS))
 async def convert_token(request: Request, db: PageDb, signed_in: CurrentUser, form: SubmittedForm) -> Response:
-    token = _form_text(form, "user_access_token", limit=MAX_TOKEN_FIELD)
+    return await _convert(request, db, signed_in, _form_text(form, "user_access_token", limit=MAX_TOKEN_FIELD))
+
+
+async def _convert(request: Request, db: Session, signed_in: SignedIn, token: str) -> Response:
     try:
         async with graph_for(request) as graph:
             conversion = await service.convert_user_token(
@@ -275,6 +311,8 @@ async def _save(
             page_id=page_id,
             page_access_token=page_access_token,
         )
+    # Re-connected: DMs paused by the old token's problem go out now, not at the next background sweep.
+    resume_paused_runs(session=db, account_id=saved.account.id, runtime=request.app.state.runtime)
     return saved.account
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from starlette.responses import Response
 
 from replyflow.accounts import repository as accounts_repository
 from replyflow.automation import service as rules_service
+from replyflow.automation.attention import stuck_by_account
 from replyflow.automation.models import Run
+from replyflow.web.pages.activity import OWN_REASONS
 from replyflow.web.rendering import CurrentUser, PageDb, PageRoute, render, settings_of
 
 router = APIRouter(route_class=PageRoute)
@@ -35,12 +37,21 @@ def overview(request: Request, db: PageDb, signed_in: CurrentUser) -> Response:
     accounts = accounts_repository.list_accounts(session=db, workspace_id=workspace_id)
     rules, _ = rules_service.list_rules(session=db, workspace_id=workspace_id, account_id=None, cursor=None, limit=200)
     enabled = sum(1 for r in rules if r.enabled)
-    comments = db.scalar(select(func.count()).select_from(Run).where(Run.workspace_id == workspace_id)) or 0
+    # The account's own replies come back as comments too; they are not what people wrote.
+    comments = (
+        db.scalar(
+            select(func.count())
+            .select_from(Run)
+            .where(Run.workspace_id == workspace_id, or_(Run.reason.is_(None), Run.reason.not_in(OWN_REASONS)))
+        )
+        or 0
+    )
     dms = (
         db.scalar(select(func.count()).select_from(Run).where(Run.workspace_id == workspace_id, Run.dm_state == "sent"))
         or 0
     )
     paused = [a for a in accounts if a.automation_paused]
+    stuck = stuck_by_account(session=db, workspace_id=workspace_id)
     sandbox = settings_of(request).is_sandbox
     steps = [
         Step(
@@ -76,5 +87,6 @@ def overview(request: Request, db: PageDb, signed_in: CurrentUser) -> Response:
         ),
     ]
     next_step = next((index for index, step in enumerate(steps) if not step.done), None)
-    values = {"steps": steps, "paused": paused, "next_step": next_step}
+    stuck_accounts = [(a, stuck[a.id]) for a in accounts if a.id in stuck]
+    values = {"steps": steps, "paused": paused, "next_step": next_step, "stuck": stuck_accounts}
     return render(request, "overview.html", values, signed_in=signed_in)

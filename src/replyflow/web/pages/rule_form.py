@@ -132,14 +132,15 @@ class RuleForm:
 
     @classmethod
     def from_form(cls, form: FormData, *, existing: RuleForm | None = None) -> RuleForm:
-        titles = _texts(form, "button_title", 100)
+        # Generous cuts (far above every limit) so an over-long paste is refused with a count, not shortened.
+        titles = _texts(form, "button_title", 1000)
         urls = _texts(form, "button_url", 2100)
         buttons = [(t.strip(), u.strip()) for t, u in zip(titles, urls, strict=False) if t.strip() or u.strip()]
         # Empty rows are dropped here so error positions (texts[1]) match the rows shown again.
-        replies = [text.strip() for text in _texts(form, "public_reply_text", 2300) if text.strip()]
+        replies = [text.strip() for text in _texts(form, "public_reply_text", 20000) if text.strip()]
         return cls(
             account_id=_text(form, "account_id", 64),
-            name=_text(form, "name", 200),
+            name=_text(form, "name", 2000),
             enabled=form.get("enabled") is not None,
             trigger=_text(form, "trigger", 16) or "comment",
             gate_on=form.get("gate_on") is not None,
@@ -154,7 +155,7 @@ class RuleForm:
             exclude_keywords=_text(form, "exclude_keywords", 12000),
             public_replies=replies[: MAX_REPLY_VARIANTS + 5] or [""],
             hide_comment=form.get("hide_comment") is not None,
-            dm_text=_text(form, "dm_text", 3000),
+            dm_text=_text(form, "dm_text", 20000),
             buttons=buttons[: MAX_BUTTONS + 3],
             once_per_user=form.get("once_per_user") is not None,
             include_replies=form.get("include_replies") is not None,
@@ -246,13 +247,44 @@ def form_key(path: str) -> str:
     return "form"
 
 
+# What the builder calls each field in a message ("Keywords: at most 100…").
+_NOUNS: dict[str, tuple[str, str]] = {
+    # form field: (what is counted when it is a list, what it is when it is a text)
+    "keywords": ("keywords", "A keyword"),
+    "exclude_keywords": ("words to skip", "A word to skip"),
+    "media_ids": ("posts", "A post id"),
+    "name": ("", "The rule name"),
+    "dm_text": ("", "The message"),
+    "public_reply_text": ("reply variants", "A public reply"),
+    "buttons": ("buttons", "A button"),
+    "button_title": ("", "A button title"),
+    "button_url": ("", "A button link"),
+}
+
+
+def _length_message(key: str, problem: dict[str, Any]) -> str | None:
+    """Plain words for a length error: the limit, how far over it the text is, what to do."""
+    kind = str(problem.get("type") or "")
+    limit, actual = problem.get("limit"), problem.get("actual")
+    many, one = _NOUNS.get(key.split(".")[0], ("items", "This"))
+    if kind == "too_long" and isinstance(limit, int):
+        counted = f" (there are {actual})" if isinstance(actual, int) else ""
+        return f"Use at most {limit} {many or 'items'}{counted}: remove some."
+    if kind == "string_too_long" and isinstance(limit, int):
+        over = f": {actual - limit} too many, shorten it" if isinstance(actual, int) and actual > limit else ""
+        return f"{one} may have at most {limit} characters{over}."
+    return None
+
+
 def field_errors(error: ValidationFailed) -> dict[str, str]:
     """``{form field: message}``; the first problem of each field wins."""
     problems = error.extra.get("errors") or [{"field": error.field or "", "message": error.message, "type": ""}]
     found: dict[str, str] = {}
     for problem in problems:
         path = str(problem.get("field") or "")
-        message = _FRIENDLY.get(str(problem.get("type") or ""), str(problem.get("message") or error.message))
+        message = _length_message(form_key(path), problem) or _FRIENDLY.get(
+            str(problem.get("type") or ""), str(problem.get("message") or error.message)
+        )
         if not problem.get("type") and path and message.startswith(path + ": "):
             message = message.removeprefix(path + ": ")
         message = message.removeprefix("Value error, ")

@@ -22,7 +22,7 @@ from replyflow.automation.models import Rule, Run
 from replyflow.automation.reasons import SkipReason
 from replyflow.automation.run_schemas import RuleTestIn, RuleTestOut
 from replyflow.automation.schemas import RuleCreate, RuleUpdate, validation_failed
-from replyflow.errors import ReplyflowError, ValidationFailed
+from replyflow.errors import NotFound, ReplyflowError, ValidationFailed
 from replyflow.graph.client import GraphClient
 from replyflow.graph.errors import GraphError
 from replyflow.graph.types import Media
@@ -274,7 +274,16 @@ async def create_rule(request: Request, db: PageDb, signed_in: CurrentUser, form
         )
     except ValidationFailed as exc:
         return await _refused(request, db, signed_in, accounts, typed, exc)
-    return redirect(request, PATH, flash=("success", f"“{rule.name}” is saved{' and on' if rule.enabled else ''}."))
+    return redirect(
+        request, PATH, flash=_saved_flash(rule, f"“{rule.name}” is saved{' and on' if rule.enabled else ''}.")
+    )
+
+
+def _saved_flash(rule: Rule, text: str) -> tuple[str, str]:
+    """The notice after saving; a rule that sends no DM says so, since that is rarely what people want."""
+    if not rule.private_reply:
+        return ("warning", f"{text} It sends no DM: it only replies in public. Edit it to add a message.")
+    return ("success", text)
 
 
 async def _refused(
@@ -356,9 +365,23 @@ def test_rule(request: Request, db: PageDb, signed_in: CurrentUser, form: Submit
     return render(request, "partials/rule_test_result.html", {"outcome": outcome}, signed_in=signed_in)
 
 
+def _rule_for_page(db: Session, signed_in: SignedIn, rule_id: str) -> Rule:
+    """The live rule, or a 404 that says so plainly when it was deleted (links to it stay in history)."""
+    try:
+        return rules_repository.get_rule(session=db, workspace_id=signed_in.workspace.id, rule_id=rule_id)
+    except NotFound:
+        gone = db.get(Rule, rule_id)
+        if gone is not None and gone.workspace_id == signed_in.workspace.id and gone.deleted_at is not None:
+            raise NotFound(
+                f"The rule “{gone.name}” was deleted on {gone.deleted_at:%d %b %Y}. Its past activity stays in "
+                "Activity and Analytics."
+            ) from None
+        raise
+
+
 @router.get(PATH + "/{rule_id}")
 async def edit_rule(request: Request, rule_id: str, db: PageDb, signed_in: CurrentUser) -> Response:
-    rule = rules_repository.get_rule(session=db, workspace_id=signed_in.workspace.id, rule_id=rule_id)
+    rule = _rule_for_page(db, signed_in, rule_id)
     accounts = _accounts(db, signed_in)
     account = next((a for a in accounts if a.id == rule.account_id), None)
     posts = await load_posts(request, db, account) if account is not None else None
@@ -370,7 +393,7 @@ async def edit_rule(request: Request, rule_id: str, db: PageDb, signed_in: Curre
 async def save_rule(
     request: Request, rule_id: str, db: PageDb, signed_in: CurrentUser, form: SubmittedForm
 ) -> Response:
-    rule = rules_repository.get_rule(session=db, workspace_id=signed_in.workspace.id, rule_id=rule_id)
+    rule = _rule_for_page(db, signed_in, rule_id)
     accounts = _accounts(db, signed_in)
     existing = RuleForm.from_rule(rule)
     typed = RuleForm.from_form(form, existing=existing)
@@ -392,12 +415,12 @@ async def save_rule(
         )
     except ValidationFailed as exc:
         return await _refused(request, db, signed_in, accounts, typed, exc, rule=rule)
-    return redirect(request, PATH, flash=("success", f"“{saved.name}” is saved."))
+    return redirect(request, PATH, flash=_saved_flash(saved, f"“{saved.name}” is saved."))
 
 
 @router.get(PATH + "/{rule_id}/delete", dependencies=page_allowed(Permission.MANAGE_RULES))
 def confirm_delete(request: Request, rule_id: str, db: PageDb, signed_in: CurrentUser) -> Response:
-    rule = rules_repository.get_rule(session=db, workspace_id=signed_in.workspace.id, rule_id=rule_id)
+    rule = _rule_for_page(db, signed_in, rule_id)
     return render(request, "rule_delete.html", {"rule": rule}, signed_in=signed_in)
 
 

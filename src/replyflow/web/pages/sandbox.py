@@ -78,9 +78,10 @@ def dm_buttons(body: dict[str, Any]) -> list[dict[str, str]]:
     return found
 
 
-def _watch_values(request: Request, db: Session, signed_in: SignedIn) -> dict[str, Any]:
+async def _watch_values(request: Request, db: Session, signed_in: SignedIn) -> dict[str, Any]:
     accounts = accounts_repository.list_accounts(session=db, workspace_id=signed_in.workspace.id)
-    items, _ = feed_items(db, signed_in, Filters("", "", ""), cursor=None)
+    # The account's own public replies are hidden here as in Activity: they show under "What Meta received".
+    items, _ = await feed_items(request, db, signed_in, Filters(), cursor=None, limit=RECENT)
     return {"items": items[:RECENT], "outbox": _outbox(request, accounts), "step_labels": STEP_LABELS}
 
 
@@ -106,7 +107,7 @@ async def _page(
         "errors": {},
         "result": None,
         "follower_actions": FOLLOWER_ACTIONS,
-        **_watch_values(request, db, signed_in),
+        **(await _watch_values(request, db, signed_in)),
     }
     context.update({k: v for k, v in (values or {}).items() if k != "form"})
     return render(request, "sandbox.html", context, signed_in=signed_in, status=status)
@@ -118,10 +119,11 @@ async def sandbox_page(request: Request, db: PageDb, signed_in: CurrentUser) -> 
 
 
 @router.get(PATH + "/watch")
-def watch(request: Request, db: PageDb, signed_in: CurrentUser) -> Response:
+async def watch(request: Request, db: PageDb, signed_in: CurrentUser) -> Response:
     """The panel's live part (htmx polling): the newest runs and the emulator's outbox."""
     _require_sandbox(request)
-    return render(request, "partials/sandbox_watch.html", _watch_values(request, db, signed_in), signed_in=signed_in)
+    values = await _watch_values(request, db, signed_in)
+    return render(request, "partials/sandbox_watch.html", values, signed_in=signed_in)
 
 
 _FIELDS = {"media_id": "media_id", "text": "text", "username": "username", "account_id": "account_id"}
@@ -244,7 +246,9 @@ def _friendly(name: str, kind: str) -> str:
         return "Use letters, digits, dots and underscores only (up to 30), like alex.rivera."
     if name == "text":
         return (
-            "Write the comment (up to 2,200 characters)." if kind != "string_too_long" else "The comment is too long."
+            "Write the comment (up to 2,200 characters)."
+            if kind != "string_too_long"
+            else "A comment may have at most 2,200 characters: shorten it."
         )
     if name == "media_id":
         return "Choose the post to comment on."

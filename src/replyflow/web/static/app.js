@@ -5,6 +5,24 @@
   function $(selector, root) { return (root || document).querySelector(selector); }
   function $all(selector, root) { return Array.prototype.slice.call((root || document).querySelectorAll(selector)); }
 
+  /* -- the menu on phones: a button opens and closes it ----------------------------------------------- */
+  document.addEventListener("click", function (event) {
+    var button = event.target instanceof Element ? event.target.closest("[data-nav-toggle]") : null;
+    if (!button) { return; }
+    var nav = document.getElementById(button.getAttribute("aria-controls"));
+    if (!nav) { return; }
+    var open = !nav.classList.contains("is-open");
+    nav.classList.toggle("is-open", open);
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) { var first = nav.querySelector("a"); if (first) { first.focus(); } }
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") { return; }
+    var nav = document.querySelector(".sidenav.is-open");
+    var button = document.querySelector("[data-nav-toggle]");
+    if (nav && button) { nav.classList.remove("is-open"); button.setAttribute("aria-expanded", "false"); button.focus(); }
+  });
+
   /* -- notices -------------------------------------------------------------------------------------- */
   document.addEventListener("click", function (event) {
     var target = event.target;
@@ -96,6 +114,7 @@
       addButton.addEventListener("click", function () {
         var fragment = template.content.cloneNode(true);
         container.appendChild(fragment);
+        $all("[data-limit]", container).forEach(setupLimit);
         refresh();
         var rows = $all(".repeat-row", container);
         var first = $("input, textarea", rows[rows.length - 1]);
@@ -139,8 +158,12 @@
   }
 
   function renderSample(text) {
-    // The preview shows variables the way a real person's comment would fill them.
-    return text.replace(/\{username\}/g, "alex.rivera").replace(/\{first_name\}/g, "Alex").replace(/\{keyword\}/g, "link");
+    // The preview fills variables the way a real comment does: Meta gives replyflow the commenter's username
+    // but no name, so {first_name} becomes the username, or the fallback written as {first_name|there}.
+    return text
+      .replace(/\{first_name\|([^{}|\n]{0,40})\}/g, function (_, fallback) { return fallback.trim(); })
+      .replace(/\{(username|first_name)\}/g, "alex.rivera")
+      .replace(/\{keyword\}/g, "link");
   }
 
   function setupDmPreview(form) {
@@ -174,9 +197,16 @@
       var counter = document.getElementById("dm-text-count");
       if (counter && textField) {
         var limit = titles.length ? 640 : 1000;
-        counter.textContent = textField.value.length + " / " + limit + " characters";
-        counter.className = textField.value.length > limit ? "field-error" : "help";
+        var length = textField.value.length;
+        var why = titles.length ? " (a message with buttons may have 640; without buttons, 1000)" : "";
+        counter.textContent = length + " / " + limit + " characters" + why;
+        if (length > limit) {
+          counter.textContent += ": " + (length - limit) + " too many, shorten the message" + (titles.length ? " or remove the buttons" : "") + ".";
+        }
+        counter.className = length > limit ? "field-error" : "help";
       }
+      var none = document.getElementById("dm-none");
+      if (none) { none.hidden = Boolean(text || titles.length); }
     }
     form.addEventListener("input", update);
     document.addEventListener("rf:changed", update);
@@ -225,10 +255,27 @@
     }
     form.addEventListener("input", update);
     form.addEventListener("change", update);
+
+  /* -- visible limits: a counter under fields with data-limit (nothing is cut off while pasting) --------- */
+  function setupLimit(input) {
+    if (input.getAttribute("data-limit-ready")) { return; }
+    input.setAttribute("data-limit-ready", "1");
+    var limit = parseInt(input.getAttribute("data-limit"), 10);
+    var counter = document.createElement("p");
+    counter.setAttribute("aria-live", "polite");
+    input.insertAdjacentElement("afterend", counter);
+    function update() {
+      var length = input.value.length;
+      counter.hidden = length < limit * 0.8;
+      counter.className = length > limit ? "field-error" : "help";
+      counter.textContent = length + " / " + limit + " characters" + (length > limit ? ": " + (length - limit) + " too many, shorten it." : "");
+    }
+    input.addEventListener("input", update);
     update();
   }
 
   function setup(root) {
+    $all("[data-limit]", root).forEach(setupLimit);
     $all("input[data-token-feedback], textarea[data-token-feedback]", root).forEach(setupTokenField);
     $all("[data-repeat-template]", root).forEach(setupRepeat);
     $all("form[data-rule-form]", root).forEach(function (form) {
