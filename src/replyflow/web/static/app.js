@@ -255,6 +255,8 @@
     }
     form.addEventListener("input", update);
     form.addEventListener("change", update);
+    update();
+  }
 
   /* -- visible limits: a counter under fields with data-limit (nothing is cut off while pasting) --------- */
   function setupLimit(input) {
