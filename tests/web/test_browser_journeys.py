@@ -96,6 +96,8 @@ def _seed(env: dict[str, str], root: Path) -> dict[str, Any]:
         seed["workspace_id"],
         "--email",
         EMAIL,
+        "--role",
+        "owner",  # the demo's own user is the workspace's first; later users are members unless told
         "--password-stdin",
         stdin=PASSWORD + "\n",
     )
