@@ -76,18 +76,10 @@ def record_private_reply(*, session: Session, run: Run) -> Thread | None:
     """
     if run.dm_state != SendState.SENT.value:
         return None
-    igsid = run.dm_recipient_id or run.from_id
-    if not igsid:
-        return None
     sent_at = run.dm_sent_at or clock.now()
-    thread = ensure_thread(
-        session=session,
-        workspace_id=run.workspace_id,
-        account_id=run.account_id,
-        igsid=igsid,
-        username=run.username,
-        at=sent_at,
-    )
+    thread = _thread_of(session=session, run=run, at=sent_at)
+    if thread is None:
+        return None
     key = run.dm_message_id or f"private_reply:{run.id}"
     existing = repo.message_by_key(session=session, account_id=run.account_id, dedupe_key=key)
     if existing is not None and existing.kind == MessageKind.PRIVATE_REPLY.value:
@@ -142,7 +134,7 @@ def record_private_reply(*, session: Session, run: Run) -> Thread | None:
         session=session,
         workspace_id=run.workspace_id,
         account_id=run.account_id,
-        igsid=igsid,
+        igsid=thread.igsid,
         username=run.username,
         rule_id=run.rule_id,
         at=sent_at,
@@ -166,6 +158,21 @@ def _insert_dm(
     """One of the rule's DMs on the thread (idempotent by ``key``)."""
     row = _dm_row(thread=thread, run=run, mid=mid, key=key, text=text, message=message, at=at)
     repo.insert_ignore_rows(session, ThreadMessage, [row])
+
+
+def _thread_of(*, session: Session, run: Run, at: dt.datetime) -> Thread | None:
+    """The thread of the person the run's DM went to (created when missing); None when the run names nobody."""
+    igsid = run.dm_recipient_id or run.from_id
+    if not igsid:
+        return None
+    return ensure_thread(
+        session=session,
+        workspace_id=run.workspace_id,
+        account_id=run.account_id,
+        igsid=igsid,
+        username=run.username,
+        at=at,
+    )
 
 
 def _dm_row(
@@ -193,17 +200,9 @@ def record_direct_message(
 ) -> None:
     """A rule's DM sent by ``recipient.id`` after the first one (a follow gate's reminder, the unlocked DM): one more
     outbound message on the person's thread."""
-    igsid = run.dm_recipient_id or run.from_id
-    if not igsid:
+    thread = _thread_of(session=session, run=run, at=at)
+    if thread is None:
         return
-    thread = ensure_thread(
-        session=session,
-        workspace_id=run.workspace_id,
-        account_id=run.account_id,
-        igsid=igsid,
-        username=run.username,
-        at=at,
-    )
     _insert_dm(session=session, thread=thread, run=run, mid=mid, key=mid or f"dm:{run.id}:{at.isoformat()}", text=text,
                message=message, at=at)  # fmt: skip
     if thread.last_message_at is None or at > thread.last_message_at:
