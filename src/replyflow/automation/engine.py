@@ -528,16 +528,16 @@ class Engine:
                     conn.execute(
                         insert(_STEPS),
                         [
-                            {
-                                "run_id": lease.run_id,
-                                "at": now,
-                                "step": name,
-                                "status": step_status,
-                                "reason": step_reason,
-                                "detail": step_detail,
-                                "rule_id": run.rule_id,
-                                "data": step_data,
-                            }
+                            repo.step_row(
+                                run_id=lease.run_id,
+                                at=now,
+                                step=name,
+                                status=step_status,
+                                reason=step_reason,
+                                detail=step_detail,
+                                rule_id=run.rule_id,
+                                data=step_data,
+                            )
                             for name, step_status, step_reason, step_detail, step_data in rows
                         ],
                     )

@@ -81,33 +81,37 @@ def add_step(
     rule_id: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
+    row = step_row(run_id=run.id, at=at, step=step, status=run.status, reason=reason, detail=detail, rule_id=rule_id,
+                   data=data)  # fmt: skip
     buffer: list[dict[str, Any]] | None = session.info.get(_STEP_BUFFER)
     if buffer is not None:
-        buffer.append(
-            {
-                "run_id": run.id,
-                "at": at,
-                "step": step,
-                "status": run.status,
-                "reason": reason,
-                "detail": detail,
-                "rule_id": rule_id,
-                "data": data,
-            }
-        )
-        return
-    session.add(
-        RunStep(
-            run_id=run.id,
-            at=at,
-            step=step,
-            status=run.status,
-            reason=reason,
-            detail=detail,
-            rule_id=rule_id,
-            data=data,
-        )
-    )
+        buffer.append(row)
+    else:
+        session.add(RunStep(**row))
+
+
+def step_row(
+    *,
+    run_id: str,
+    at: dt.datetime,
+    step: str,
+    status: str,
+    reason: str | None = None,
+    detail: str | None = None,
+    rule_id: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The columns of one ``run_steps`` row (for the ORM object or a Core insert)."""
+    return {
+        "run_id": run_id,
+        "at": at,
+        "step": step,
+        "status": status,
+        "reason": reason,
+        "detail": detail,
+        "rule_id": rule_id,
+        "data": data,
+    }
 
 
 @contextmanager
