@@ -28,9 +28,12 @@ def store(runtime: Runtime, bodies: list[bytes]) -> list[int]:
 
 
 def ingest(runtime: Runtime, bodies: list[bytes]) -> list[int]:
-    """Store deliveries as the endpoint does, then process them as the delivery processor does (``drain``)."""
+    """Store deliveries as the endpoint does, then process them with the delivery processor's batch step.
+
+    ``process_batch``, not ``drain``: a drain already running in this process (a worker's job) would take the call
+    over and return at once, and the caller expects the runs to exist when this returns."""
     ids = store(runtime, bodies)
-    service.drain(runtime=runtime)
+    service.process_batch(runtime=runtime, delivery_ids=ids)
     return ids
 
 
